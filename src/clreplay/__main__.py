@@ -1,0 +1,5 @@
+import sys
+
+from clreplay.cli import main
+
+sys.exit(main())

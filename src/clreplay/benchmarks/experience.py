@@ -1,0 +1,48 @@
+"""Experiences and benchmarks: the stream a continual learner sees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List
+
+from clreplay.data.dataset import ClassificationDataset
+
+
+@dataclass(frozen=True)
+class Experience:
+    """One step of a stream: a dataset and what it is.
+
+    Attributes
+    ----------
+    dataset: the experience's samples.
+    current_experience: its index in the stream.
+    classes_in_this_experience: the sorted class labels it holds.
+    task_label: the task label of its samples (0 unless the benchmark has task labels).
+    """
+
+    dataset: ClassificationDataset
+    current_experience: int
+    classes_in_this_experience: List[int]
+    task_label: int = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+@dataclass
+class Benchmark:
+    """Matching train and test streams of experiences."""
+
+    train_stream: List[Experience]
+    test_stream: List[Experience]
+    class_order: List[int]
+    name: str = "benchmark"
+    n_features: int = field(default=0)
+
+    @property
+    def n_experiences(self) -> int:
+        return len(self.train_stream)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_order)

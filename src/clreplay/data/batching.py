@@ -1,0 +1,74 @@
+"""Batch sources: what the training loop iterates over in one epoch.
+
+A batch source yields ``(x, y, t)`` tensors. The strategy builds a
+:class:`DatasetBatchSource` over the current experience; a plugin may replace it
+for the experience through ``strategy.batch_source`` (that is how replay mixes
+memory into mini-batches).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Iterator
+
+import torch
+
+from clreplay._validation import check_positive_int
+from clreplay.data.dataset import Batch, ClassificationDataset
+
+
+class BatchSource(ABC):
+    """One epoch of mini-batches per iteration; ``len()`` is the number of batches."""
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Batch]: ...
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+
+def epoch_order(n: int, *, shuffle: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """Positions ``0..n-1``, permuted with ``generator`` when ``shuffle``."""
+    if shuffle:
+        return torch.randperm(n, generator=generator)
+    return torch.arange(n)
+
+
+class DatasetBatchSource(BatchSource):
+    """Mini-batches of ``batch_size`` samples over one dataset, reshuffled every epoch.
+
+    Tensor-backed datasets are read by indexing the storage once per batch
+    (``storage[rows]``); others sample by sample.
+
+    >>> ds = ClassificationDataset(torch.arange(5.).unsqueeze(1), torch.arange(5))
+    >>> [y.tolist() for _, y, _ in DatasetBatchSource(ds, 2, shuffle=False)]
+    [[0, 1], [2, 3], [4]]
+    """
+
+    def __init__(
+        self,
+        dataset: ClassificationDataset,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        if not isinstance(dataset, ClassificationDataset):
+            raise TypeError(f"dataset must be a ClassificationDataset, got {type(dataset).__name__}")
+        self.dataset = dataset
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.shuffle = shuffle
+        self.generator = generator
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        ds = self.dataset
+        order = epoch_order(len(ds), shuffle=self.shuffle, generator=self.generator)
+        rows = ds.storage_rows(order.to(ds.device))
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield ds.batch_from_rows(rows[start : start + self.batch_size])

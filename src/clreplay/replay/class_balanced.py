@@ -1,0 +1,198 @@
+"""ClassBalancedStoragePolicy: the memory split equally over classes."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import torch
+
+from clreplay._validation import check_int
+from clreplay.data.dataset import ClassificationDataset
+from clreplay.replay.selection import (
+    ClassExemplarsSelectionStrategy,
+    RandomExemplarsSelectionStrategy,
+)
+from clreplay.replay.storage import StoragePolicy, compact
+
+
+def _check_order(order, n: int, owner) -> torch.Tensor:
+    try:
+        idx = torch.as_tensor(list(order), dtype=torch.long)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"{type(owner).__name__}.make_sorted_indices must return a list of ints, got {order!r}"
+        ) from err
+    if idx.numel() and (idx.min() < 0 or idx.max() >= n or len(torch.unique(idx)) != len(idx)):
+        raise ValueError(
+            f"{type(owner).__name__}.make_sorted_indices must return distinct indices in "
+            f"[0, {n}), got {idx.tolist()}"
+        )
+    return idx
+
+
+class ClassBalancedStoragePolicy(StoragePolicy):
+    """Stores samples for replay, equally divided over classes.
+
+    Groups are keyed by class label. After each experience, for every class in
+    it, the new samples of that class followed by those already stored for it are
+    put in the order given by ``selection_strategy.make_sorted_indices`` and
+    stored so. Then :meth:`divide_remaining_samples` sets each class's size and
+    :meth:`cutoff_memory` keeps that many samples from the front of each class,
+    so classes that do not come back shrink to a prefix of their order.
+
+    Parameters
+    ----------
+    ext_mem: the replay memory dict to fill.
+    mem_size: the most samples the memory holds.
+    adaptive_size: divide ``mem_size`` over the classes seen so far (True) or over
+        a fixed ``total_num_classes`` (False: the share of classes not yet seen
+        stays free; the divisor grows if more classes arrive).
+    total_num_classes: the fixed divisor when ``adaptive_size`` is False.
+    selection_strategy: orders each class's samples
+        (default :class:`RandomExemplarsSelectionStrategy`); a public attribute read
+        at every call, so it can be swapped between experiences.
+    seed: seeds the random hand-out of spare capacity (see :class:`StoragePolicy`).
+
+    The memory also records each stored sample's experience of origin, so replay
+    can balance mini-batches over experiences (:meth:`replay_groups`).
+    """
+
+    def __init__(
+        self,
+        ext_mem: Dict,
+        mem_size: int,
+        adaptive_size: bool = True,
+        total_num_classes: int = -1,
+        selection_strategy: Optional[ClassExemplarsSelectionStrategy] = None,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(ext_mem, mem_size, seed=seed)
+        if not isinstance(adaptive_size, bool):
+            raise TypeError(f"adaptive_size must be a bool, got {adaptive_size!r}")
+        self.adaptive_size = adaptive_size
+        self.total_num_classes = check_int("total_num_classes", total_num_classes)
+        if not adaptive_size and self.total_num_classes <= 0:
+            raise ValueError(
+                "total_num_classes must be a positive int when adaptive_size=False, "
+                f"got {total_num_classes!r}"
+            )
+        if selection_strategy is None:
+            selection_strategy = RandomExemplarsSelectionStrategy()
+        self.selection_strategy = selection_strategy
+        self.seen_classes: set = set(ext_mem)
+        # Experience of origin of every stored sample, aligned with ext_mem[c].
+        self._origins: Dict[int, torch.Tensor] = {
+            c: torch.full((len(d),), -1, dtype=torch.long) for c, d in ext_mem.items()
+        }
+
+    @property
+    def selection_strategy(self) -> ClassExemplarsSelectionStrategy:
+        return self._selection_strategy
+
+    @selection_strategy.setter
+    def selection_strategy(self, value: ClassExemplarsSelectionStrategy) -> None:
+        if not isinstance(value, ClassExemplarsSelectionStrategy):
+            raise TypeError(
+                "selection_strategy must be a ClassExemplarsSelectionStrategy, "
+                f"got {type(value).__name__}"
+            )
+        self._selection_strategy = value
+
+    def resolve_seed(self, parent_seed: int | None) -> None:
+        super().resolve_seed(parent_seed)
+        resolve = getattr(self.selection_strategy, "resolve_seed", None)
+        if resolve is not None:
+            resolve(parent_seed)
+
+    def _div_cnt(self) -> int:
+        if self.adaptive_size:
+            return len(self.seen_classes)
+        return max(self.total_num_classes, len(self.seen_classes))
+
+    def __call__(self, strategy, **kwargs) -> None:
+        """Re-order the classes of ``strategy.experience`` with their stored samples, then cut."""
+        experience = strategy.experience
+        new_data: ClassificationDataset = experience.dataset
+        targets = new_data.targets.cpu()
+        classes: List[int] = torch.unique(targets).tolist()
+        self.seen_classes.update(classes)
+        div_cnt = self._div_cnt()
+        class_mem_size = self.mem_size // div_cnt
+        for c in classes:
+            class_data = new_data.subset(torch.nonzero(targets == c).flatten().to(new_data.device))
+            origins = torch.full((len(class_data),), experience.current_experience, dtype=torch.long)
+            if c in self.ext_mem:
+                class_data = ClassificationDataset.concat([class_data, self.ext_mem[c]])
+                origins = torch.cat([origins, self._origins[c]])
+            order = _check_order(
+                self.selection_strategy.make_sorted_indices(strategy, class_data),
+                len(class_data),
+                self.selection_strategy,
+            )
+            # A view for now; cutoff_memory copies what is kept.
+            self.ext_mem[c] = class_data.subset(order.to(class_data.device))
+            self._origins[c] = origins[order]
+        self.cutoff_memory(self.divide_remaining_samples(class_mem_size, div_cnt))
+
+    def divide_remaining_samples(self, class_mem_size: int, div_cnt: int) -> Dict[int, int]:
+        """How many samples each class keeps.
+
+        Each class gets ``min(class_mem_size, stored)``. The rest of the capacity
+        (``mem_size``; with a fixed divisor, ``class_mem_size`` per class seen until
+        all ``div_cnt`` classes are seen) is handed out one sample at a time to
+        classes that have more, each chosen at random with the policy's generator.
+        """
+        class_mem_size = check_int("class_mem_size", class_mem_size, minimum=0)
+        div_cnt = check_int("div_cnt", div_cnt, minimum=1)
+        keys = sorted(self.ext_mem)
+        stored = {c: len(self.ext_mem[c]) for c in keys}
+        cutoffs = {c: min(class_mem_size, stored[c]) for c in keys}
+        capacity = self.mem_size if len(keys) >= div_cnt else class_mem_size * len(keys)
+        free = capacity - sum(cutoffs.values())
+        still_to_fill = [c for c in keys if stored[c] > cutoffs[c]]
+        if free > 0 and still_to_fill:
+            draws = torch.rand(free, generator=self.generator, dtype=torch.float64).tolist()
+            for u in draws:
+                if not still_to_fill:
+                    break
+                j = int(u * len(still_to_fill))
+                c = still_to_fill[j]
+                cutoffs[c] += 1
+                if cutoffs[c] >= stored[c]:
+                    still_to_fill.pop(j)
+        return cutoffs
+
+    def cutoff_memory(self, cutoff_per_class: Dict[int, int]) -> None:
+        """Keep the first ``cutoff_per_class[c]`` stored samples of each class ``c``."""
+        for c, cutoff in cutoff_per_class.items():
+            if c not in self.ext_mem:
+                raise KeyError(f"cutoff_per_class names class {c!r}, which is not in memory")
+            cutoff = check_int(f"cutoff_per_class[{c!r}]", cutoff, minimum=0)
+            self.ext_mem[c] = compact(self.ext_mem[c], min(cutoff, len(self.ext_mem[c])))
+            self._origins[c] = self._origins[c][: len(self.ext_mem[c])]
+
+    def replay_groups(self) -> Dict[int, ClassificationDataset]:
+        """Stored samples regrouped by their experience of origin."""
+        keys = [c for c in sorted(self.ext_mem) if len(self.ext_mem[c]) > 0]
+        if not keys:
+            return {}
+        everything = ClassificationDataset.concat([self.ext_mem[c] for c in keys])
+        origins = torch.cat([self._origins[c] for c in keys])
+        return {
+            int(e): everything.subset(torch.nonzero(origins == e).flatten().to(everything.device))
+            for e in torch.unique(origins).tolist()
+        }
+
+    # ------------------------------------------------------------ persistence
+    def _extra_state(self) -> dict:
+        return {
+            "seen_classes": sorted(self.seen_classes),
+            "origins": [(c, o) for c, o in self._origins.items()],
+            "selection_strategy": self.selection_strategy.state_dict(),
+        }
+
+    def _load_extra_state(self, state: dict) -> None:
+        self.seen_classes = set(state["seen_classes"])
+        self._origins = dict(state["origins"])
+        self.selection_strategy.load_state_dict(state["selection_strategy"])

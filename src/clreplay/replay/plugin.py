@@ -1,0 +1,112 @@
+"""ReplayPlugin: experience replay inside a training strategy."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from clreplay._validation import check_optional_positive_int, check_positive_int
+from clreplay.replay.batching import ReplayBatchSource
+from clreplay.replay.experience_balanced import ExperienceBalancedStoragePolicy
+from clreplay.replay.storage import StoragePolicy
+from clreplay.training.plugin import StrategyPlugin
+
+
+class ReplayPlugin(StrategyPlugin):
+    """Experience replay plugin.
+
+    Handles an external memory filled with samples of past experiences through
+    ``before_training_exp`` and ``after_training_exp``. ``before_training_exp``
+    makes the strategy's mini-batches mix the training data of the current
+    experience with the memory, balanced so that each mini-batch holds the same
+    number of samples (±1) from every experience: the current one and each one in
+    memory. ``after_training_exp`` adds new samples to the memory through the
+    storage policy.
+
+    Parameters
+    ----------
+    mem_size: the total number of samples the memory stores.
+    storage_policy: how samples are stored; default
+        ``ExperienceBalancedStoragePolicy(ext_mem={}, mem_size=mem_size, adaptive_size=True)``.
+        Its ``mem_size`` must equal ``mem_size``; the plugin shares its ``ext_mem``.
+    batch_size_mem: if set, each mini-batch is ``train_mb_size`` current samples
+        plus ``batch_size_mem`` memory samples (split evenly over the memory's
+        experiences) instead of ``train_mb_size`` samples balanced over experiences.
+
+    Policies and selection strategies created without a seed get one derived
+    from the strategy's seed, so one seed fixes the whole run.
+
+    Example
+    -------
+    >>> import torch
+    >>> from clreplay.benchmarks import split_digits
+    >>> from clreplay.training import Naive
+    >>> bench = split_digits()
+    >>> model = torch.nn.Linear(64, 10)
+    >>> replay = ReplayPlugin(mem_size=100)
+    >>> strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.1),
+    ...                  train_mb_size=32, plugins=[replay], seed=0)
+    >>> for experience in bench.train_stream[:2]:
+    ...     strategy.train(experience)
+    >>> sorted(replay.ext_mem), [len(group) for group in replay.ext_mem.values()]
+    ([0, 1], [50, 50])
+    """
+
+    def __init__(
+        self,
+        mem_size: int = 200,
+        storage_policy: Optional[StoragePolicy] = None,
+        *,
+        batch_size_mem: Optional[int] = None,
+    ) -> None:
+        self.mem_size = check_positive_int("mem_size", mem_size)
+        self.batch_size_mem = check_optional_positive_int("batch_size_mem", batch_size_mem)
+        if storage_policy is None:
+            storage_policy = ExperienceBalancedStoragePolicy(
+                ext_mem={}, mem_size=self.mem_size, adaptive_size=True
+            )
+        elif not isinstance(storage_policy, StoragePolicy):
+            raise TypeError(
+                f"storage_policy must be a StoragePolicy or None, got {type(storage_policy).__name__}"
+            )
+        elif storage_policy.mem_size != self.mem_size:
+            raise ValueError(
+                f"storage_policy.mem_size ({storage_policy.mem_size}) must equal mem_size "
+                f"({self.mem_size})"
+            )
+        self.storage_policy = storage_policy
+
+    @property
+    def ext_mem(self):
+        """The memory: the storage policy's dict from group key to stored samples."""
+        return self.storage_policy.ext_mem
+
+    def before_training_exp(self, strategy, num_workers: int = 0, shuffle: bool = True, **kwargs):
+        """Make the strategy's mini-batches mix the current data with the memory."""
+        self.storage_policy.resolve_seed(strategy.seed)
+        groups = self.storage_policy.replay_groups()
+        if not groups:
+            return
+        strategy.batch_source = ReplayBatchSource(
+            strategy.experience.dataset,
+            list(groups.values()),
+            strategy.train_mb_size,
+            batch_size_mem=self.batch_size_mem,
+            shuffle=shuffle,
+            generator=strategy.generator,
+        )
+
+    def after_training_exp(self, strategy, **kwargs):
+        """Store samples of the experience just trained on."""
+        self.storage_policy.resolve_seed(strategy.seed)
+        self.storage_policy(strategy)
+
+    def state_dict(self) -> dict:
+        return {"mem_size": self.mem_size, "storage_policy": self.storage_policy.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("mem_size") != self.mem_size:
+            raise ValueError(
+                f"mem_size of the saved replay memory ({state.get('mem_size')}) differs from "
+                f"this plugin's mem_size ({self.mem_size})"
+            )
+        self.storage_policy.load_state_dict(state["storage_policy"])

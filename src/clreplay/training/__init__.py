@@ -1,0 +1,6 @@
+"""The training loop and its plugin hooks."""
+
+from clreplay.training.plugin import HOOKS, StrategyPlugin
+from clreplay.training.strategy import BaseStrategy, Clock, Naive
+
+__all__ = ["HOOKS", "BaseStrategy", "Clock", "Naive", "StrategyPlugin"]

@@ -1,0 +1,103 @@
+"""StrategyPlugin: hooks into the training loop, and their dispatch."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Dict, List, Sequence, Tuple
+
+#: Every hook, in the order a training iteration or an evaluation meets them.
+HOOKS: Tuple[str, ...] = (
+    "before_training",
+    "before_training_exp",
+    "before_training_epoch",
+    "before_training_iteration",
+    "before_forward",
+    "after_forward",
+    "before_backward",
+    "after_backward",
+    "before_update",
+    "after_update",
+    "after_training_iteration",
+    "after_training_epoch",
+    "after_training_exp",
+    "after_training",
+    "before_eval",
+    "before_eval_exp",
+    "before_eval_iteration",
+    "after_eval_iteration",
+    "after_eval_exp",
+    "after_eval",
+)
+
+
+class StrategyPlugin:
+    """Base class of plugins: every hook does nothing; override the ones you need.
+
+    Each hook is called as ``hook(strategy, **kwargs)``, in plugin order, and
+    only for plugins that override it, so an unused hook costs nothing.
+
+    >>> class CountIterations(StrategyPlugin):
+    ...     def __init__(self):
+    ...         self.count = 0
+    ...     def after_training_iteration(self, strategy, **kwargs):
+    ...         self.count += 1
+    """
+
+    def state_dict(self) -> dict:
+        """The plugin's state for a checkpoint (stateless plugins return ``{}``)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+def _make_noop_hook(name: str):
+    def hook(self, strategy, **kwargs) -> None:
+        pass
+
+    hook.__name__ = hook.__qualname__ = name
+    hook.__doc__ = f"Called at {name.replace('_', ' ')}; does nothing unless overridden."
+    return hook
+
+
+# The hooks are generated so that the list above is the single source of truth.
+for _hook in HOOKS:
+    setattr(StrategyPlugin, _hook, _make_noop_hook(_hook))
+
+
+def _misspelled_hooks(plugin: StrategyPlugin) -> List[Tuple[str, List[str]]]:
+    """Public methods that look like hooks but are not one (e.g. ``befor_training_exp``)."""
+    found = []
+    for name in dir(type(plugin)):
+        if name.startswith("_") or name in HOOKS or hasattr(StrategyPlugin, name):
+            continue
+        close = difflib.get_close_matches(name, HOOKS, n=1, cutoff=0.85)
+        if close or name.startswith(("before_", "after_")):
+            found.append((name, close))
+    return found
+
+
+def check_plugin(plugin, index: int) -> None:
+    """Reject non-plugins and plugins with a method named like a misspelled hook."""
+    if not isinstance(plugin, StrategyPlugin):
+        raise TypeError(
+            f"plugins[{index}] must be a StrategyPlugin, got {type(plugin).__name__}"
+        )
+    bad = _misspelled_hooks(plugin)
+    if bad:
+        name, close = bad[0]
+        hint = f"; did you mean {close[0]!r}?" if close else f"; hooks are: {', '.join(HOOKS)}"
+        raise ValueError(
+            f"plugins[{index}] ({type(plugin).__name__}) defines {name!r}, which is not a hook{hint}"
+        )
+
+
+def build_dispatch(plugins: Sequence[StrategyPlugin]) -> Dict[str, List]:
+    """For each hook, the bound methods of the plugins that override it, in plugin order."""
+    table: Dict[str, List] = {}
+    for hook in HOOKS:
+        base = getattr(StrategyPlugin, hook)
+        table[hook] = [
+            getattr(p, hook) for p in plugins if getattr(type(p), hook, base) is not base
+        ]
+    return table

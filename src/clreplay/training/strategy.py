@@ -1,0 +1,290 @@
+"""BaseStrategy: the training loop over a stream of experiences, with plugin hooks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from clreplay._seeding import make_generator
+from clreplay._validation import (
+    check_int,
+    check_optional_positive_int,
+    check_positive_int,
+    check_seed,
+)
+from clreplay.benchmarks.experience import Experience
+from clreplay.data.batching import BatchSource, DatasetBatchSource
+from clreplay.training.plugin import StrategyPlugin, build_dispatch, check_plugin
+
+
+@dataclass
+class Clock:
+    """Counters of the run, in one place (saved in checkpoints)."""
+
+    train_exp_counter: int = 0  # experiences whose training has finished
+    train_exp_epochs: int = 0  # epochs finished in the current experience
+    train_exp_iterations: int = 0  # iterations done in the current experience
+    train_iterations: int = 0  # iterations done since the strategy was created
+    train_samples: int = 0  # samples forwarded in training since the strategy was created
+
+
+def _check_experience(value) -> Experience:
+    if not isinstance(value, Experience):
+        raise TypeError(f"experience must be an Experience, got {type(value).__name__}")
+    return value
+
+
+class BaseStrategy:
+    """Trains ``model`` one experience at a time, firing plugin hooks around each step.
+
+    Parameters
+    ----------
+    model, optimizer: the network and its optimiser.
+    criterion: the loss; ``nn.CrossEntropyLoss()`` when None.
+    train_mb_size: mini-batch size in training (>= 1).
+    train_epochs: epochs per experience (>= 0; 0 trains nothing but still fires the
+        experience hooks, so replay memories are filled).
+    eval_mb_size: mini-batch size in evaluation; ``train_mb_size`` when None.
+    device: where the model and the mini-batches live.
+    plugins: :class:`StrategyPlugin` instances, called in this order.
+    evaluator: a plugin that gathers metrics; it is called after the other plugins.
+    seed: seeds the generator that shuffles the data (None means 0): the same seed
+        gives the same batches and, with the same initial model, the same weights.
+
+    During training ``experience``, ``model``, ``optimizer``, ``device``, ``clock`` and,
+    inside an iteration, ``mb_x``, ``mb_y``, ``mb_task_id``, ``mb_output`` and ``loss``
+    describe where the loop is. ``batch_source`` is the :class:`BatchSource` iterated
+    by each epoch of the current experience; a plugin may replace it in
+    ``before_training_exp`` (replay mixes its memory in that way).
+
+    Example
+    -------
+    >>> from clreplay.benchmarks import split_digits
+    >>> bench = split_digits()
+    >>> model = nn.Linear(64, 10)
+    >>> strategy = BaseStrategy(model, torch.optim.SGD(model.parameters(), lr=0.1),
+    ...                         train_mb_size=32, train_epochs=3, seed=0)
+    >>> strategy.train(bench.train_stream[0])
+    >>> accuracies = strategy.eval(bench.test_stream[:1])
+    >>> accuracies[0] > 0.9
+    True
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        criterion: Optional[nn.Module] = None,
+        *,
+        train_mb_size: int = 1,
+        train_epochs: int = 1,
+        eval_mb_size: Optional[int] = None,
+        device: str | torch.device = "cpu",
+        plugins: Optional[Sequence[StrategyPlugin]] = None,
+        evaluator: Optional[StrategyPlugin] = None,
+        seed: Optional[int] = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if criterion is not None and not callable(criterion):
+            raise TypeError(f"criterion must be callable or None, got {type(criterion).__name__}")
+        self.train_mb_size = check_positive_int("train_mb_size", train_mb_size)
+        self.train_epochs = check_int("train_epochs", train_epochs, minimum=0)
+        self.eval_mb_size = check_optional_positive_int("eval_mb_size", eval_mb_size)
+        if self.eval_mb_size is None:
+            self.eval_mb_size = self.train_mb_size
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"device must name a torch device, got {device!r}") from err
+        self.seed = check_seed("seed", seed)
+        if self.seed is None:
+            self.seed = 0
+        plugins = list(plugins or [])
+        if evaluator is not None:
+            plugins.append(evaluator)
+        for i, plugin in enumerate(plugins):
+            check_plugin(plugin, i)
+        self.plugins: List[StrategyPlugin] = plugins
+        self.evaluator = evaluator
+        self._hooks = build_dispatch(plugins)
+
+        self.model = model.to(self.device)
+        self.optimizer = optimizer
+        self.criterion = nn.CrossEntropyLoss() if criterion is None else criterion
+        self.generator = make_generator(self.seed)
+        self.clock = Clock()
+        self.is_training = False
+        self.experience: Optional[Experience] = None
+        self.batch_source: Optional[BatchSource] = None
+        self.mb_x: Optional[Tensor] = None
+        self.mb_y: Optional[Tensor] = None
+        self.mb_task_id: Optional[Tensor] = None
+        self.mb_output: Optional[Tensor] = None
+        self.loss: Optional[Tensor] = None
+        # Sum of the epoch's detached losses, kept on the device: reading it
+        # every iteration would force a host sync.
+        self.epoch_loss_sum: Tensor = torch.zeros((), device=self.device)
+
+    # ------------------------------------------------------------------ hooks
+    def _fire(self, hook: str, **kwargs) -> None:
+        for method in self._hooks[hook]:
+            method(self, **kwargs)
+
+    # --------------------------------------------------------------- training
+    def train(self, experiences: Experience | Iterable[Experience], **kwargs) -> None:
+        """Train on one experience, or on each of a sequence of experiences in turn."""
+        if isinstance(experiences, Experience):
+            experiences = [experiences]
+        else:
+            try:
+                experiences = [_check_experience(e) for e in experiences]
+            except TypeError as err:
+                if "experience must be" in str(err):
+                    raise
+                raise TypeError(
+                    f"experiences must be an Experience or an iterable of them, "
+                    f"got {type(experiences).__name__}"
+                ) from None
+        self.is_training = True
+        self.model.train()
+        self._fire("before_training", **kwargs)
+        for experience in experiences:
+            self._train_experience(experience, **kwargs)
+        self._fire("after_training", **kwargs)
+        self.is_training = False
+
+    def make_train_batch_source(self, experience: Experience) -> BatchSource:
+        """The default batch source: the experience's data, shuffled with ``generator``."""
+        return DatasetBatchSource(
+            experience.dataset, self.train_mb_size, shuffle=True, generator=self.generator
+        )
+
+    def _train_experience(self, experience: Experience, **kwargs) -> None:
+        self.experience = experience
+        self.clock.train_exp_epochs = 0
+        self.clock.train_exp_iterations = 0
+        self.batch_source = self.make_train_batch_source(experience)
+        self._fire("before_training_exp", **kwargs)
+        for _ in range(self.train_epochs):
+            self._train_epoch(**kwargs)
+        self._fire("after_training_exp", **kwargs)
+        self.clock.train_exp_counter += 1
+
+    def _train_epoch(self, **kwargs) -> None:
+        self.epoch_loss_sum = torch.zeros((), device=self.device)
+        self._fire("before_training_epoch", **kwargs)
+        device, clock = self.device, self.clock
+        for x, y, t in self.batch_source:
+            self.mb_x = x.to(device, non_blocking=True)
+            self.mb_y = y.to(device, non_blocking=True)
+            self.mb_task_id = t.to(device, non_blocking=True)
+            self.training_step(**kwargs)
+            clock.train_iterations += 1
+            clock.train_exp_iterations += 1
+            clock.train_samples += len(y)
+        self.clock.train_exp_epochs += 1
+        self._fire("after_training_epoch", **kwargs)
+
+    def training_step(self, **kwargs) -> None:
+        """One iteration on ``mb_x``/``mb_y``: forward, loss, backward, update, with hooks."""
+        fire = self._fire
+        fire("before_training_iteration", **kwargs)
+        self.optimizer.zero_grad(set_to_none=True)
+        fire("before_forward", **kwargs)
+        self.mb_output = self.forward()
+        fire("after_forward", **kwargs)
+        self.loss = self.criterion(self.mb_output, self.mb_y)
+        fire("before_backward", **kwargs)
+        self.loss.backward()
+        fire("after_backward", **kwargs)
+        fire("before_update", **kwargs)
+        self.optimizer.step()
+        fire("after_update", **kwargs)
+        self.epoch_loss_sum += self.loss.detach()
+        fire("after_training_iteration", **kwargs)
+
+    def forward(self) -> Tensor:
+        """The model's output on the current mini-batch (override for multi-head models)."""
+        return self.model(self.mb_x)
+
+    # ------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def eval(self, stream: Experience | Iterable[Experience], **kwargs) -> Dict[int, float]:
+        """Accuracy on each experience of ``stream``, keyed by ``current_experience``.
+
+        Runs batched, without gradients and in eval mode; the model's mode and
+        the training state (``experience``, ``batch_source``) are restored after,
+        so an evaluator may call this from a training hook.
+        """
+        if isinstance(stream, Experience):
+            stream = [stream]
+        stream = [_check_experience(e) for e in stream]
+        saved = (self.experience, self.batch_source, self.model.training)
+        saved_mb = (self.mb_x, self.mb_y, self.mb_task_id, self.mb_output, self.loss)
+        self.model.eval()
+        results: Dict[int, float] = {}
+        self._fire("before_eval", **kwargs)
+        for experience in stream:
+            self.experience = experience
+            self._fire("before_eval_exp", **kwargs)
+            correct = torch.zeros((), dtype=torch.long, device=self.device)
+            source = DatasetBatchSource(experience.dataset, self.eval_mb_size, shuffle=False)
+            for x, y, t in source:
+                self.mb_x = x.to(self.device, non_blocking=True)
+                self.mb_y = y.to(self.device, non_blocking=True)
+                self.mb_task_id = t.to(self.device, non_blocking=True)
+                self._fire("before_eval_iteration", **kwargs)
+                self.mb_output = self.forward()
+                correct += (self.mb_output.argmax(dim=1) == self.mb_y).sum()
+                self._fire("after_eval_iteration", **kwargs)
+            n = len(experience.dataset)
+            results[experience.current_experience] = correct.item() / n if n else float("nan")
+            self._fire("after_eval_exp", **kwargs)
+        self._fire("after_eval", **kwargs)
+        self.experience, self.batch_source, training = saved
+        self.mb_x, self.mb_y, self.mb_task_id, self.mb_output, self.loss = saved_mb
+        self.model.train(training)
+        return results
+
+    # ------------------------------------------------------------ persistence
+    def state_dict(self) -> dict:
+        """Model, optimiser, clock, generator and every plugin's state."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "clock": asdict(self.clock),
+            "seed": self.seed,
+            "generator": self.generator.get_state(),
+            "plugins": [p.state_dict() for p in self.plugins],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        expected = {"model", "optimizer", "clock", "seed", "generator", "plugins"}
+        missing, unexpected = expected - set(state), set(state) - expected
+        if missing or unexpected:
+            raise KeyError(
+                f"strategy state must have keys {sorted(expected)}; "
+                f"missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            )
+        if len(state["plugins"]) != len(self.plugins):
+            raise ValueError(
+                f"state holds {len(state['plugins'])} plugin states but the strategy has "
+                f"{len(self.plugins)} plugins"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.clock = Clock(**state["clock"])
+        self.seed = state["seed"]
+        self.generator.set_state(state["generator"])
+        for plugin, plugin_state in zip(self.plugins, state["plugins"]):
+            plugin.load_state_dict(plugin_state)
+
+
+class Naive(BaseStrategy):
+    """Plain fine-tuning: the loop with no plugin of its own (the lower bound of CL)."""
