@@ -19,6 +19,7 @@ from clreplay._validation import (
 )
 from clreplay.benchmarks.experience import Benchmark
 from clreplay.benchmarks.registry import get_benchmark, list_benchmarks, needs_data_path
+from clreplay.evaluation.evaluator import EvaluationPlugin
 from clreplay.models import feature_layer_name, make_mlp
 from clreplay.replay.plugin import ReplayPlugin
 from clreplay.replay.registry import (
@@ -102,6 +103,7 @@ def build_strategy(config: RunConfig, benchmark: Benchmark) -> BaseStrategy:
         eval_mb_size=max(256, config.batch_size),
         device=config.device,
         plugins=plugins,
+        evaluator=EvaluationPlugin(benchmark.test_stream),
         seed=config.seed,
     )
 
@@ -131,14 +133,12 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> 
         f"{'replay mem_size=' + str(config.mem_size) + ' policy=' + config.policy if config.replay else 'no replay'}, "
         f"seed={config.seed}"
     )
-    matrix: List[List[float]] = []
+    matrix = strategy.evaluator.accuracy_matrix
     started = time.perf_counter()
     for experience in benchmark.train_stream:
         t0 = time.perf_counter()
         strategy.train(experience)
-        accuracies = strategy.eval(benchmark.test_stream)
-        row = [accuracies[e.current_experience] for e in benchmark.test_stream]
-        matrix.append(row)
+        row = matrix[-1]
         seen = row[: experience.current_experience + 1]
         log(
             f"experience {experience.current_experience + 1}/{benchmark.n_experiences} "
