@@ -28,7 +28,8 @@ def balanced_sizes(available: Sequence[int], capacity: int, *, share: Optional[i
         base = capacity // k if share is None else min(share, capacity // k)
         quota = {g: base for g in open_groups}
         quota[open_groups[-1]] = capacity - base * (k - 1)
-        full = [g for g in open_groups if available[g] <= quota[g]]
+        # Only a group with fewer samples than its quota frees capacity for the others.
+        full = [g for g in open_groups if available[g] < quota[g]]
         if not full:
             for g in open_groups:
                 sizes[g] = quota[g]
@@ -36,6 +37,6 @@ def balanced_sizes(available: Sequence[int], capacity: int, *, share: Optional[i
         for g in full:
             sizes[g] = available[g]
             capacity -= available[g]
-        open_groups = [g for g in open_groups if available[g] > quota[g]]
+        open_groups = [g for g in open_groups if available[g] >= quota[g]]
         share = None  # freed capacity is always split evenly
     return sizes

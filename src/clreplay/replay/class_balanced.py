@@ -141,7 +141,9 @@ class ClassBalancedStoragePolicy(StoragePolicy):
         Each class gets ``min(class_mem_size, stored)``. The rest of the capacity
         (``mem_size``; with a fixed divisor, ``class_mem_size`` per class seen until
         all ``div_cnt`` classes are seen) is handed out one sample at a time to
-        classes that have more, each chosen at random with the policy's generator.
+        classes that have more, in rounds: each round visits those classes in a random
+        order drawn from the policy's generator and gives each one sample, so classes
+        with enough samples end within one sample of each other.
         """
         class_mem_size = check_int("class_mem_size", class_mem_size, minimum=0)
         div_cnt = check_int("div_cnt", div_cnt, minimum=1)
@@ -151,16 +153,15 @@ class ClassBalancedStoragePolicy(StoragePolicy):
         capacity = self.mem_size if len(keys) >= div_cnt else class_mem_size * len(keys)
         free = capacity - sum(cutoffs.values())
         still_to_fill = [c for c in keys if stored[c] > cutoffs[c]]
-        if free > 0 and still_to_fill:
-            draws = torch.rand(free, generator=self.generator, dtype=torch.float64).tolist()
-            for u in draws:
-                if not still_to_fill:
+        # Rounds over a fresh random order of the classes that have more: each gets
+        # one sample per round, so their sizes never differ by more than one.
+        while free > 0 and still_to_fill:
+            for j in torch.randperm(len(still_to_fill), generator=self.generator).tolist():
+                if free == 0:
                     break
-                j = int(u * len(still_to_fill))
-                c = still_to_fill[j]
-                cutoffs[c] += 1
-                if cutoffs[c] >= stored[c]:
-                    still_to_fill.pop(j)
+                cutoffs[still_to_fill[j]] += 1
+                free -= 1
+            still_to_fill = [c for c in still_to_fill if stored[c] > cutoffs[c]]
         return cutoffs
 
     def cutoff_memory(self, cutoff_per_class: Dict[int, int]) -> None:
