@@ -135,17 +135,18 @@ class ClassBalancedStoragePolicy(StoragePolicy):
             self._origins[c] = origins[order]
         self.cutoff_memory(self.divide_remaining_samples(class_mem_size, div_cnt))
 
-    def divide_remaining_samples(self, class_mem_size: int, div_cnt: int) -> Dict[int, int]:
-        """How many samples each class keeps.
+    def divide_remaining_samples(self, exp_mem_size: int, div_cnt: int) -> Dict[int, int]:
+        """How many samples each class keeps (parameter names as in the spec).
 
-        Each class gets ``min(class_mem_size, stored)``. The rest of the capacity
-        (``mem_size``; with a fixed divisor, ``class_mem_size`` per class seen until
+        ``exp_mem_size`` is the per-class share ``mem_size // div_cnt``; each class
+        gets ``min(exp_mem_size, stored)``. The rest of the capacity
+        (``mem_size``; with a fixed divisor, ``exp_mem_size`` per class seen until
         all ``div_cnt`` classes are seen) is handed out one sample at a time to
         classes that have more, in rounds: each round visits those classes in a random
         order drawn from the policy's generator and gives each one sample, so classes
         with enough samples end within one sample of each other.
         """
-        class_mem_size = check_int("class_mem_size", class_mem_size, minimum=0)
+        class_mem_size = check_int("exp_mem_size", exp_mem_size, minimum=0)
         div_cnt = check_int("div_cnt", div_cnt, minimum=1)
         keys = sorted(self.ext_mem)
         stored = {c: len(self.ext_mem[c]) for c in keys}
@@ -164,12 +165,15 @@ class ClassBalancedStoragePolicy(StoragePolicy):
             still_to_fill = [c for c in still_to_fill if stored[c] > cutoffs[c]]
         return cutoffs
 
-    def cutoff_memory(self, cutoff_per_class: Dict[int, int]) -> None:
-        """Keep the first ``cutoff_per_class[c]`` stored samples of each class ``c``."""
-        for c, cutoff in cutoff_per_class.items():
+    def cutoff_memory(self, cutoff_per_exp: Dict[int, int]) -> None:
+        """Keep the first ``cutoff_per_exp[c]`` stored samples of each class ``c``.
+
+        (The parameter keeps the spec's name; its keys are the memory's groups, classes here.)
+        """
+        for c, cutoff in cutoff_per_exp.items():
             if c not in self.ext_mem:
-                raise KeyError(f"cutoff_per_class names class {c!r}, which is not in memory")
-            cutoff = check_int(f"cutoff_per_class[{c!r}]", cutoff, minimum=0)
+                raise ValueError(f"cutoff_per_exp must name classes in memory, got class {c!r}")
+            cutoff = check_int(f"cutoff_per_exp[{c!r}]", cutoff, minimum=0)
             self.ext_mem[c] = compact(self.ext_mem[c], min(cutoff, len(self.ext_mem[c])))
             self._origins[c] = self._origins[c][: len(self.ext_mem[c])]
 
