@@ -1,0 +1,123 @@
+"""PNG plots of a run: the accuracy matrix as a heat map, accuracy curves, comparisons.
+
+Figures are drawn on matplotlib's Agg canvas directly (``Figure`` +
+``FigureCanvasAgg``), never through ``pyplot``: no window opens, no global backend
+is switched and no figure is left open in the caller's session.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from clreplay.evaluation.metrics import Matrix, accuracy_on_seen, check_matrix
+from clreplay.evaluation.reports import run_label
+
+MATRIX_PLOT = "accuracy_matrix.png"
+CURVES_PLOT = "accuracy_curves.png"
+
+# Beyond this many experiences the numbers would not fit in the cells.
+_MAX_ANNOTATED = 20
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def plot_accuracy_matrix(matrix: Matrix, path: str | os.PathLike, *,
+                         title: Optional[str] = None) -> Path:
+    """The accuracy matrix as a heat map, each cell annotated with its value.
+
+    Rows: the experience just trained on; columns: the test experience. Colours span
+    0 to 1, so two runs' heat maps compare at a glance. Returns ``path``.
+    """
+    rows = check_matrix(matrix)
+    n_rows, n_cols = len(rows), len(rows[0])
+    side = min(max(4.0, 0.6 * n_cols + 2.5), 16.0)
+    figure = _figure(side, min(max(3.5, 0.6 * n_rows + 2.0), 16.0))
+    ax = figure.add_subplot()
+    image = ax.imshow(rows, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    figure.colorbar(image, ax=ax, label="accuracy")
+    if max(n_rows, n_cols) <= _MAX_ANNOTATED:
+        for i, row in enumerate(rows):
+            for j, value in enumerate(row):
+                # Dark text on the light (high) end of viridis, light text elsewhere.
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                        color="black" if value > 0.6 else "white")
+    ax.set_xticks(range(n_cols))
+    ax.set_yticks(range(n_rows))
+    ax.set_xlabel("tested on experience")
+    ax.set_ylabel("after training on experience")
+    ax.set_title(title or "accuracy matrix R[i][j]")
+    return _save(figure, path)
+
+
+def plot_accuracy_curves(matrix: Matrix, path: str | os.PathLike, *,
+                         title: Optional[str] = None) -> Path:
+    """Accuracy on each experience over the stream, from when it is learnt on, and
+    the mean accuracy on the experiences seen so far (bold). Returns ``path``."""
+    rows = check_matrix(matrix)
+    steps = list(range(len(rows)))
+    figure = _figure(7.0, 4.5)
+    ax = figure.add_subplot()
+    for j in range(min(len(rows), len(rows[0]))):
+        ax.plot(steps[j:], [rows[i][j] for i in steps[j:]], marker="o", markersize=3,
+                linewidth=1, label=f"experience {j}")
+    ax.plot(steps, accuracy_on_seen(rows), color="black", linewidth=2.5, marker="s",
+            label="mean on seen")
+    _finish_curves(ax, len(rows), title or "accuracy over the stream")
+    return _save(figure, path)
+
+
+def plot_comparison(curves: Dict[str, Matrix], path: str | os.PathLike, *,
+                    title: Optional[str] = None) -> Path:
+    """Several runs side by side: each run's mean accuracy on the experiences seen so
+    far, after every experience; the legend gives the final average accuracy."""
+    if not isinstance(curves, dict) or not curves:
+        raise ValueError(f"curves must be a non-empty dict from run label to matrix, got {curves!r}")
+    figure = _figure(7.0, 4.5)
+    ax = figure.add_subplot()
+    longest = 1
+    for label, matrix in curves.items():
+        seen = accuracy_on_seen(matrix)
+        longest = max(longest, len(seen))
+        ax.plot(range(len(seen)), seen, marker="o", markersize=3, linewidth=1.5,
+                label=f"{label} ({seen[-1]:.3f})")
+    _finish_curves(ax, longest, title or "mean accuracy on seen experiences")
+    return _save(figure, path)
+
+
+def _finish_curves(ax, n_steps: int, title: str) -> None:
+    ax.set_xticks(range(n_steps))
+    ax.set_xlim(-0.2, max(n_steps - 1, 0) + 0.2)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("after training on experience")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+
+
+def render_plots(results: dict, folder: str | os.PathLike) -> List[Path]:
+    """The plots of a results dict (``accuracy_matrix.png``, ``accuracy_curves.png``)
+    written into ``folder``; returns their paths."""
+    matrix = results["accuracy_matrix"]
+    name = run_label(results.get("config") or {})
+    folder = Path(folder)
+    return [
+        plot_accuracy_matrix(matrix, folder / MATRIX_PLOT, title=f"accuracy matrix: {name}"),
+        plot_accuracy_curves(matrix, folder / CURVES_PLOT, title=f"accuracy: {name}"),
+    ]
