@@ -6,6 +6,7 @@ what was received, e.g. ``mem_size must be a positive int, got 0``.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -48,7 +49,7 @@ def check_seed(name: str, value: Any) -> int | None:
 def check_positive_float(name: str, value: Any) -> float:
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"{name} must be a positive number, got {value!r} ({type(value).__name__})")
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):  # NaN and inf fail too
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 

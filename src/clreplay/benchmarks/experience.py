@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List
 
+from clreplay._validation import check_int
 from clreplay.data.dataset import ClassificationDataset
 
 
@@ -24,6 +25,12 @@ class Experience:
     current_experience: int
     classes_in_this_experience: List[int]
     task_label: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dataset, ClassificationDataset):
+            raise TypeError(f"dataset must be a ClassificationDataset, got {type(self.dataset).__name__}")
+        check_int("current_experience", self.current_experience, minimum=0)
+        check_int("task_label", self.task_label)
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import List, Optional, Sequence
 
 import torch
@@ -23,7 +24,12 @@ def _as_classification_dataset(name: str, data) -> ClassificationDataset:
 
 def _resolve_class_order(classes: List[int], class_order, seed) -> List[int]:
     if class_order is not None:
-        order = [int(c) for c in class_order]
+        if isinstance(class_order, (str, bytes)) or not hasattr(class_order, "__iter__"):
+            raise TypeError(f"class_order must be a sequence of class labels, got {class_order!r}")
+        order = list(class_order)
+        if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in order):
+            raise TypeError(f"class_order must hold int class labels, got {order!r}")
+        order = [int(c) for c in order]
         if sorted(order) != classes:
             raise ValueError(
                 f"class_order must be a permutation of the classes {classes}, got {list(class_order)}"
@@ -90,7 +96,15 @@ def class_incremental(
     train = _as_classification_dataset("train", train)
     test = _as_classification_dataset("test", test)
     seed = check_seed("seed", seed)
+    if not isinstance(task_labels, bool):
+        raise TypeError(f"task_labels must be a bool, got {task_labels!r}")
+    if len(train) == 0:
+        raise ValueError("train must hold at least one sample, got an empty dataset")
     classes = sorted(torch.unique(train.targets).tolist())
+    unknown = sorted(set(torch.unique(test.targets).tolist()) - set(classes))
+    if unknown:
+        # Their samples would silently drop out of every test experience.
+        raise ValueError(f"test must hold only classes of train {classes}, got also {unknown}")
     n_experiences = check_positive_int("n_experiences", n_experiences)
     if n_experiences > len(classes):
         raise ValueError(

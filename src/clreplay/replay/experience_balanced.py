@@ -9,7 +9,7 @@ import torch
 from clreplay._validation import check_int
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.allocation import balanced_sizes
-from clreplay.replay.storage import StoragePolicy
+from clreplay.replay.storage import StoragePolicy, experience_of
 
 
 class ExperienceBalancedStoragePolicy(StoragePolicy):
@@ -65,6 +65,8 @@ class ExperienceBalancedStoragePolicy(StoragePolicy):
 
     def subsample_single(self, data: ClassificationDataset, new_size: int) -> ClassificationDataset:
         """A random subset of ``data`` of length ``new_size`` (``data`` itself if not larger)."""
+        if not isinstance(data, ClassificationDataset):
+            raise TypeError(f"data must be a ClassificationDataset, got {type(data).__name__}")
         new_size = check_int("new_size", new_size, minimum=0)
         if len(data) <= new_size:
             return data
@@ -88,7 +90,7 @@ class ExperienceBalancedStoragePolicy(StoragePolicy):
 
     def __call__(self, strategy, **kwargs) -> None:
         """Add a random subset of ``strategy.experience`` and rebalance the groups."""
-        experience = strategy.experience
+        experience = experience_of(strategy)
         key = experience.current_experience
         new_data = experience.dataset
         if key in self.ext_mem:  # the same experience again: pool old and new samples

@@ -9,6 +9,7 @@ import torch
 
 from clreplay._seeding import Seeded
 from clreplay._validation import check_positive_int
+from clreplay.benchmarks.experience import Experience
 from clreplay.data.dataset import ClassificationDataset
 
 
@@ -73,6 +74,8 @@ class StoragePolicy(Seeded, ABC):
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a memory saved by :meth:`state_dict`, in place in ``ext_mem``."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
         expected = {"mem_size", "groups", "rng", "extra"}
         if set(state) != expected:
             raise KeyError(
@@ -94,6 +97,17 @@ class StoragePolicy(Seeded, ABC):
 
     def _load_extra_state(self, state: dict) -> None:
         pass
+
+
+def experience_of(strategy) -> Experience:
+    """``strategy.experience``, checked: what a policy stores from."""
+    experience = getattr(strategy, "experience", None)
+    if not isinstance(experience, Experience):
+        raise TypeError(
+            "strategy must have an 'experience' attribute holding an Experience, got "
+            f"{type(strategy).__name__} with experience={experience!r}"
+        )
+    return experience
 
 
 def compact(dataset: ClassificationDataset, size: int) -> ClassificationDataset:
