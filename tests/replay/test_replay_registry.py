@@ -1,7 +1,11 @@
 import pytest
 import torch
 
-from clreplay import ClassBalancedStoragePolicy, ExperienceBalancedStoragePolicy, HerdingSelectionStrategy
+from clreplay import (
+    ClassBalancedStoragePolicy,
+    ExperienceBalancedStoragePolicy,
+    HerdingSelectionStrategy,
+)
 from clreplay.replay.registry import make_selection_strategy, make_storage_policy
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -10,6 +10,7 @@ from torch import Tensor
 from clreplay._validation import check_optional_positive_int, check_positive_int
 from clreplay.data.batching import BatchSource, epoch_order
 from clreplay.data.dataset import Batch, ClassificationDataset
+from clreplay.replay.mixing import apply_memory_transform, check_memory_transform
 
 
 def split_evenly(total: int, parts: int) -> List[int]:
@@ -53,6 +54,8 @@ class ReplayBatchSource(BatchSource):
     balanced mode its memory shares shrink with it). Each memory group is read in
     a cycle that is reshuffled whenever it is exhausted. Tensor-backed data is
     read with one gather per part and batch; labels are gathered once per epoch.
+    ``memory_transform``, if set, is applied to the stacked memory part of each
+    batch only (never to current samples).
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class ReplayBatchSource(BatchSource):
         batch_size_mem: Optional[int] = None,
         shuffle: bool = True,
         generator: Optional[torch.Generator] = None,
+        memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
     ) -> None:
         groups = [g for g in memory_groups if len(g) > 0]
         if not groups:
@@ -72,6 +76,7 @@ class ReplayBatchSource(BatchSource):
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.batch_size_mem = check_optional_positive_int("batch_size_mem", batch_size_mem)
         self.shuffle, self.generator = shuffle, generator
+        self.memory_transform = check_memory_transform(memory_transform)
         self.memory = ClassificationDataset.concat(groups)
         offsets = torch.tensor([0] + [len(g) for g in groups]).cumsum(0)
         self._group_offsets = offsets[:-1].tolist()
@@ -120,14 +125,22 @@ class ReplayBatchSource(BatchSource):
         y_full = torch.cat([cur_y[: n_full * c].view(n_full, c), mem_y], dim=1).flatten()
         t_full = torch.cat([cur_t[: n_full * c].view(n_full, c), mem_t], dim=1).flatten()
         width = c + mem_full.shape[1]
+        transform = self.memory_transform
         for b in range(n_full):
-            x = torch.cat([cur.x_from_rows(cur_rows[b * c : (b + 1) * c]), mem.x_from_rows(mem_full[b])])
+            x_cur = cur.x_from_rows(cur_rows[b * c : (b + 1) * c])
+            x_mem = mem.x_from_rows(mem_full[b])
+            if transform is not None:
+                x_mem = apply_memory_transform(transform, x_mem)
+            x = torch.cat([x_cur, x_mem])
             yield x, y_full[b * width : (b + 1) * width], t_full[b * width : (b + 1) * width]
         if last_count:
             rows = cur_rows[n_full * c :]
             y_last, t_last = mem.labels_from_rows(mem_last)
+            x_cur, x_mem = cur.x_from_rows(rows), mem.x_from_rows(mem_last)
+            if transform is not None:
+                x_mem = apply_memory_transform(transform, x_mem)
             yield (
-                torch.cat([cur.x_from_rows(rows), mem.x_from_rows(mem_last)]),
+                torch.cat([x_cur, x_mem]),
                 torch.cat([cur_y[n_full * c :], y_last]),
                 torch.cat([cur_t[n_full * c :], t_last]),
             )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
+
+from torch import Tensor
 
 from clreplay._validation import check_optional_positive_int, check_positive_int
 from clreplay.replay.batching import ReplayBatchSource
 from clreplay.replay.experience_balanced import ExperienceBalancedStoragePolicy
+from clreplay.replay.mixing import check_memory_transform, group_by_task
 from clreplay.replay.storage import StoragePolicy
 from clreplay.training.plugin import StrategyPlugin
 
@@ -31,6 +34,11 @@ class ReplayPlugin(StrategyPlugin):
     batch_size_mem: if set, each mini-batch is ``train_mb_size`` current samples
         plus ``batch_size_mem`` memory samples (split evenly over the memory's
         experiences) instead of ``train_mb_size`` samples balanced over experiences.
+    memory_transform: a callable applied to the stacked memory samples of each
+        mini-batch only (e.g. augmentation of replayed samples); current samples
+        are never passed to it.
+    task_balanced: balance the memory part of each mini-batch over task labels
+        (the memory regrouped by task label) instead of over experiences.
 
     Policies and selection strategies created without a seed get one derived
     from the strategy's seed, so one seed fixes the whole run.
@@ -57,9 +65,15 @@ class ReplayPlugin(StrategyPlugin):
         storage_policy: Optional[StoragePolicy] = None,
         *,
         batch_size_mem: Optional[int] = None,
+        memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
+        task_balanced: bool = False,
     ) -> None:
         self.mem_size = check_positive_int("mem_size", mem_size)
         self.batch_size_mem = check_optional_positive_int("batch_size_mem", batch_size_mem)
+        self.memory_transform = check_memory_transform(memory_transform)
+        if not isinstance(task_balanced, bool):
+            raise TypeError(f"task_balanced must be a bool, got {task_balanced!r}")
+        self.task_balanced = task_balanced
         if storage_policy is None:
             storage_policy = ExperienceBalancedStoragePolicy(
                 ext_mem={}, mem_size=self.mem_size, adaptive_size=True
@@ -86,6 +100,8 @@ class ReplayPlugin(StrategyPlugin):
         groups = self.storage_policy.replay_groups()
         if not groups:
             return
+        if self.task_balanced:
+            groups = group_by_task(list(groups.values()))
         strategy.batch_source = ReplayBatchSource(
             strategy.experience.dataset,
             list(groups.values()),
@@ -93,6 +109,7 @@ class ReplayPlugin(StrategyPlugin):
             batch_size_mem=self.batch_size_mem,
             shuffle=shuffle,
             generator=strategy.generator,
+            memory_transform=self.memory_transform,
         )
 
     def after_training_exp(self, strategy, **kwargs):
@@ -104,6 +121,12 @@ class ReplayPlugin(StrategyPlugin):
         return {"mem_size": self.mem_size, "storage_policy": self.storage_policy.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        if set(state) != {"mem_size", "storage_policy"}:
+            raise KeyError(
+                f"replay plugin state must have keys ['mem_size', 'storage_policy'], got {sorted(state)}"
+            )
         if state.get("mem_size") != self.mem_size:
             raise ValueError(
                 f"mem_size of the saved replay memory ({state.get('mem_size')}) differs from "
