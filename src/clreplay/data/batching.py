@@ -68,7 +68,10 @@ class DatasetBatchSource(BatchSource):
 
     def __iter__(self) -> Iterator[Batch]:
         ds = self.dataset
-        order = epoch_order(len(ds), shuffle=self.shuffle, generator=self.generator)
-        rows = ds.storage_rows(order.to(ds.device))
+        if self.shuffle:
+            order = epoch_order(len(ds), shuffle=True, generator=self.generator)
+            rows = ds.storage_rows(order.to(ds.device))
+        else:  # in order (evaluation): the dataset's own rows, without gathering them
+            rows = ds.indices
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             yield ds.batch_from_rows(rows[start : start + self.batch_size])

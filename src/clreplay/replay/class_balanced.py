@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 import torch
 
@@ -12,7 +12,7 @@ from clreplay.replay.selection import (
     ClassExemplarsSelectionStrategy,
     RandomExemplarsSelectionStrategy,
 )
-from clreplay.replay.storage import StoragePolicy, compact
+from clreplay.replay.storage import StoragePolicy, experience_of
 
 
 def _check_order(order, n: int, owner) -> torch.Tensor:
@@ -112,13 +112,11 @@ class ClassBalancedStoragePolicy(StoragePolicy):
 
     def __call__(self, strategy, **kwargs) -> None:
         """Re-order the classes of ``strategy.experience`` with their stored samples, then cut."""
-        experience = strategy.experience
+        experience = experience_of(strategy)
         new_data: ClassificationDataset = experience.dataset
         targets = new_data.targets.cpu()
         classes: List[int] = torch.unique(targets).tolist()
-        self.seen_classes.update(classes)
-        div_cnt = self._div_cnt()
-        class_mem_size = self.mem_size // div_cnt
+        ordered = {}
         for c in classes:
             class_data = new_data.subset(torch.nonzero(targets == c).flatten().to(new_data.device))
             origins = torch.full((len(class_data),), experience.current_experience, dtype=torch.long)
@@ -131,9 +129,16 @@ class ClassBalancedStoragePolicy(StoragePolicy):
                 self.selection_strategy,
             )
             # A view for now; cutoff_memory copies what is kept.
-            self.ext_mem[c] = class_data.subset(order.to(class_data.device))
-            self._origins[c] = origins[order]
-        self.cutoff_memory(self.divide_remaining_samples(class_mem_size, div_cnt))
+            ordered[c] = (class_data.subset(order.to(class_data.device)), origins[order])
+        # The memory changes only once every class is ordered: a selection that
+        # fails (e.g. on NaN features) leaves it as it was.
+        self.seen_classes.update(classes)
+        div_cnt = self._div_cnt()
+        if div_cnt == 0:  # only empty experiences so far: nothing to store or divide
+            return
+        for c, (class_data, origins) in ordered.items():
+            self.ext_mem[c], self._origins[c] = class_data, origins
+        self.cutoff_memory(self.divide_remaining_samples(self.mem_size // div_cnt, div_cnt))
 
     def divide_remaining_samples(self, exp_mem_size: int, div_cnt: int) -> Dict[int, int]:
         """How many samples each class keeps (parameter names as in the spec).
@@ -170,12 +175,20 @@ class ClassBalancedStoragePolicy(StoragePolicy):
 
         (The parameter keeps the spec's name; its keys are the memory's groups, classes here.)
         """
+        if not isinstance(cutoff_per_exp, Mapping):
+            raise TypeError(
+                f"cutoff_per_exp must be a dict from class to size, got {type(cutoff_per_exp).__name__}"
+            )
         for c, cutoff in cutoff_per_exp.items():
             if c not in self.ext_mem:
                 raise ValueError(f"cutoff_per_exp must name classes in memory, got class {c!r}")
             cutoff = check_int(f"cutoff_per_exp[{c!r}]", cutoff, minimum=0)
-            self.ext_mem[c] = compact(self.ext_mem[c], min(cutoff, len(self.ext_mem[c])))
-            self._origins[c] = self._origins[c][: len(self.ext_mem[c])]
+            # head() copies a slice: every class is trimmed after every experience,
+            # so its cost per class is what grows with the stream.
+            self.ext_mem[c] = self.ext_mem[c].head(cutoff)
+            origins = self._origins[c]
+            if len(origins) > len(self.ext_mem[c]):  # a copy: a slice would keep the rest alive
+                self._origins[c] = origins[: len(self.ext_mem[c])].clone()
 
     def replay_groups(self) -> Dict[int, ClassificationDataset]:
         """Stored samples regrouped by their experience of origin."""

@@ -46,6 +46,8 @@ class RandomExemplarsSelectionStrategy(Seeded, ClassExemplarsSelectionStrategy):
         self._init_seed(seed)
 
     def make_sorted_indices(self, strategy, data) -> List[int]:
+        if not hasattr(data, "__len__"):
+            raise TypeError(f"data must be a sized dataset, got {type(data).__name__}")
         return torch.randperm(len(data), generator=self.generator).tolist()
 
     def state_dict(self) -> dict:
@@ -90,6 +92,8 @@ class FeatureBasedExemplarsSelectionStrategy(ClassExemplarsSelectionStrategy, AB
     @torch.no_grad()
     def compute_features(self, strategy, data: ClassificationDataset) -> Tensor:
         """Flattened ``layer_name`` outputs of every sample of ``data``, on ``strategy.device``."""
+        if not isinstance(data, ClassificationDataset):
+            raise TypeError(f"data must be a ClassificationDataset, got {type(data).__name__}")
         device = torch.device(getattr(strategy, "device", "cpu"))
         batch_size = getattr(strategy, "eval_mb_size", None) or max(len(data), 1)
         layer = dict(self.model.named_modules())[self.layer_name]
@@ -140,16 +144,29 @@ def herding_order(features: Tensor) -> List[int]:
     mean_dots = feats @ feats.mean(dim=0)  # f_j . mu
     picked_dots = torch.zeros(n, dtype=feats.dtype, device=feats.device)  # f_j . S
     gram = feats @ feats.T if n <= _GRAM_MAX_SAMPLES else None
-    taken = torch.zeros(n, dtype=torch.bool, device=feats.device)
-    order = torch.empty(n, dtype=torch.long, device=feats.device)
+    # A picked row's norm becomes +inf, so its score is +inf and argmin skips it
+    # (no mask pass per step). The buffers are reused across steps; the scores are
+    # the same floats as ||f_j||^2 - 2 ((i+1) f_j.mu - f_j.S): scaling by 2 is exact.
+    norms = sq_norms.clone()
+    pull = torch.empty_like(sq_norms)
+    scores = torch.empty_like(sq_norms)
+    # On the CPU the pick is read as an int (cheapest); on a GPU it stays a device
+    # tensor, so the loop never waits for the host.
+    host = feats.device.type == "cpu"
+    order = [] if host else torch.empty(n, dtype=torch.long, device=feats.device)
     for i in range(n):
-        scores = sq_norms - 2.0 * ((i + 1) * mean_dots - picked_dots)
-        scores.masked_fill_(taken, float("inf"))
+        torch.mul(mean_dots, i + 1, out=pull)
+        pull.sub_(picked_dots)
+        torch.sub(norms, pull, alpha=2.0, out=scores)
         j = torch.argmin(scores)  # first minimum: ties go to the lowest index
-        order[i] = j
-        taken[j] = True
+        if host:
+            j = int(j)
+            order.append(j)
+        else:
+            order[i] = j
+        norms[j] = float("inf")
         picked_dots += gram[j] if gram is not None else feats @ feats[j]
-    return order.tolist()
+    return order if host else order.tolist()
 
 
 def closest_to_center_order(features: Tensor) -> List[int]:

@@ -31,6 +31,14 @@ class Clock:
     train_samples: int = 0  # samples forwarded in training since the strategy was created
 
 
+def _indexed(device: torch.device) -> torch.device:
+    """``cuda`` as the current CUDA device (``cuda:0``): tensors report an index, and
+    ``torch.device("cuda") != torch.device("cuda:0")`` would make every batch look foreign."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def _check_experience(value) -> Experience:
     if not isinstance(value, Experience):
         raise TypeError(f"experience must be an Experience, got {type(value).__name__}")
@@ -105,6 +113,12 @@ class BaseStrategy:
         self.seed = check_seed("seed", seed)
         if self.seed is None:
             self.seed = 0
+        if isinstance(plugins, StrategyPlugin) or not isinstance(plugins, (Sequence, type(None))):
+            raise TypeError(
+                f"plugins must be a sequence of StrategyPlugin or None, got {type(plugins).__name__}"
+            )
+        if evaluator is not None and not isinstance(evaluator, StrategyPlugin):
+            raise TypeError(f"evaluator must be a StrategyPlugin or None, got {type(evaluator).__name__}")
         plugins = list(plugins or [])
         if evaluator is not None:
             plugins.append(evaluator)
@@ -152,12 +166,15 @@ class BaseStrategy:
                     f"got {type(experiences).__name__}"
                 ) from None
         self.is_training = True
-        self.model.train()
-        self._fire("before_training", **kwargs)
-        for experience in experiences:
-            self._train_experience(experience, **kwargs)
-        self._fire("after_training", **kwargs)
-        self.is_training = False
+        try:
+            self.model.train()
+            self._fire("before_training", **kwargs)
+            for experience in experiences:
+                self._train_experience(experience, **kwargs)
+            self._fire("after_training", **kwargs)
+        finally:
+            # An error must not leave the strategy looking mid-experience (checkpoints refuse that).
+            self.is_training = False
 
     def make_train_batch_source(self, experience: Experience) -> BatchSource:
         """The default batch source: the experience's data, shuffled with ``generator``."""
@@ -179,35 +196,48 @@ class BaseStrategy:
     def _train_epoch(self, **kwargs) -> None:
         self.epoch_loss_sum = torch.zeros((), device=self.device)
         self._fire("before_training_epoch", **kwargs)
-        device, clock = self.device, self.clock
+        device, clock = _indexed(self.device), self.clock
         for x, y, t in self.batch_source:
-            self.mb_x = x.to(device, non_blocking=True)
-            self.mb_y = y.to(device, non_blocking=True)
-            self.mb_task_id = t.to(device, non_blocking=True)
+            # Batch sources over data on the device yield it there: skip the no-op moves.
+            if x.device != device or y.device != device or t.device != device:
+                x = x.to(device, non_blocking=True)
+                y = y.to(device, non_blocking=True)
+                t = t.to(device, non_blocking=True)
+            self.mb_x, self.mb_y, self.mb_task_id = x, y, t
             self.training_step(**kwargs)
             clock.train_iterations += 1
             clock.train_exp_iterations += 1
-            clock.train_samples += len(y)
+            clock.train_samples += y.shape[0]
         self.clock.train_exp_epochs += 1
         self._fire("after_training_epoch", **kwargs)
 
     def training_step(self, **kwargs) -> None:
         """One iteration on ``mb_x``/``mb_y``: forward, loss, backward, update, with hooks."""
-        fire = self._fire
-        fire("before_training_iteration", **kwargs)
+        # The hook loops are inlined: a hook no plugin overrides is an empty list,
+        # and looping over it costs far less than a call (this runs every step).
+        hooks = self._hooks
+        for hook in hooks["before_training_iteration"]:
+            hook(self, **kwargs)
         self.optimizer.zero_grad(set_to_none=True)
-        fire("before_forward", **kwargs)
+        for hook in hooks["before_forward"]:
+            hook(self, **kwargs)
         self.mb_output = self.forward()
-        fire("after_forward", **kwargs)
+        for hook in hooks["after_forward"]:
+            hook(self, **kwargs)
         self.loss = self.criterion(self.mb_output, self.mb_y)
-        fire("before_backward", **kwargs)
+        for hook in hooks["before_backward"]:
+            hook(self, **kwargs)
         self.loss.backward()
-        fire("after_backward", **kwargs)
-        fire("before_update", **kwargs)
+        for hook in hooks["after_backward"]:
+            hook(self, **kwargs)
+        for hook in hooks["before_update"]:
+            hook(self, **kwargs)
         self.optimizer.step()
-        fire("after_update", **kwargs)
+        for hook in hooks["after_update"]:
+            hook(self, **kwargs)
         self.epoch_loss_sum += self.loss.detach()
-        fire("after_training_iteration", **kwargs)
+        for hook in hooks["after_training_iteration"]:
+            hook(self, **kwargs)
 
     def forward(self) -> Tensor:
         """The model's output on the current mini-batch (override for multi-head models)."""
@@ -224,6 +254,10 @@ class BaseStrategy:
         """
         if isinstance(stream, Experience):
             stream = [stream]
+        elif not hasattr(stream, "__iter__"):
+            raise TypeError(
+                f"stream must be an Experience or an iterable of them, got {type(stream).__name__}"
+            )
         stream = [_check_experience(e) for e in stream]
         saved = (self.experience, self.batch_source, self.model.training)
         saved_mb = (self.mb_x, self.mb_y, self.mb_task_id, self.mb_output, self.loss)
@@ -235,14 +269,21 @@ class BaseStrategy:
             self._fire("before_eval_exp", **kwargs)
             correct = torch.zeros((), dtype=torch.long, device=self.device)
             source = DatasetBatchSource(experience.dataset, self.eval_mb_size, shuffle=False)
+            device = _indexed(self.device)
+            # Inlined like training_step: a hook no plugin overrides is an empty list.
+            before, after = self._hooks["before_eval_iteration"], self._hooks["after_eval_iteration"]
             for x, y, t in source:
-                self.mb_x = x.to(self.device, non_blocking=True)
-                self.mb_y = y.to(self.device, non_blocking=True)
-                self.mb_task_id = t.to(self.device, non_blocking=True)
-                self._fire("before_eval_iteration", **kwargs)
+                if x.device != device or y.device != device or t.device != device:
+                    x = x.to(device, non_blocking=True)
+                    y = y.to(device, non_blocking=True)
+                    t = t.to(device, non_blocking=True)
+                self.mb_x, self.mb_y, self.mb_task_id = x, y, t
+                for hook in before:
+                    hook(self, **kwargs)
                 self.mb_output = self.forward()
                 correct += (self.mb_output.argmax(dim=1) == self.mb_y).sum()
-                self._fire("after_eval_iteration", **kwargs)
+                for hook in after:
+                    hook(self, **kwargs)
             n = len(experience.dataset)
             results[experience.current_experience] = correct.item() / n if n else float("nan")
             self._fire("after_eval_exp", **kwargs)
