@@ -8,6 +8,10 @@ import torch
 from clreplay.benchmarks import Experience
 from clreplay.data import ClassificationDataset
 
+# One intra-op thread: the small models here run no faster on more, a busy machine
+# makes spinning threads crawl, and results then do not depend on the thread count.
+torch.set_num_threads(1)
+
 
 def make_dataset(labels, *, start=0, features=2, task=0):
     """Samples whose first feature is a unique id ``start + i`` (to check provenance)."""

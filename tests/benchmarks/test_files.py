@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from clreplay.benchmarks import load_idx_datasets, load_npz_datasets, read_idx, split_mnist, split_npz
+from clreplay.benchmarks import (
+    load_idx_datasets,
+    load_npz_datasets,
+    read_idx,
+    split_mnist,
+    split_npz,
+)
 
 
 def write_idx(path, array, *, compress=False):
