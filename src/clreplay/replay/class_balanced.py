@@ -12,7 +12,7 @@ from clreplay.replay.selection import (
     ClassExemplarsSelectionStrategy,
     RandomExemplarsSelectionStrategy,
 )
-from clreplay.replay.storage import StoragePolicy, experience_of
+from clreplay.replay.storage import StoragePolicy, UsesSelectionStrategy, experience_of
 
 
 def _check_order(order, n: int, owner) -> torch.Tensor:
@@ -30,7 +30,7 @@ def _check_order(order, n: int, owner) -> torch.Tensor:
     return idx
 
 
-class ClassBalancedStoragePolicy(StoragePolicy):
+class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
     """Stores samples for replay, equally divided over classes.
 
     Groups are keyed by class label. After each experience, for every class in
@@ -85,25 +85,6 @@ class ClassBalancedStoragePolicy(StoragePolicy):
         self._origins: Dict[int, torch.Tensor] = {
             c: torch.full((len(d),), -1, dtype=torch.long) for c, d in ext_mem.items()
         }
-
-    @property
-    def selection_strategy(self) -> ClassExemplarsSelectionStrategy:
-        return self._selection_strategy
-
-    @selection_strategy.setter
-    def selection_strategy(self, value: ClassExemplarsSelectionStrategy) -> None:
-        if not isinstance(value, ClassExemplarsSelectionStrategy):
-            raise TypeError(
-                "selection_strategy must be a ClassExemplarsSelectionStrategy, "
-                f"got {type(value).__name__}"
-            )
-        self._selection_strategy = value
-
-    def resolve_seed(self, parent_seed: int | None) -> None:
-        super().resolve_seed(parent_seed)
-        resolve = getattr(self.selection_strategy, "resolve_seed", None)
-        if resolve is not None:
-            resolve(parent_seed)
 
     def _div_cnt(self) -> int:
         if self.adaptive_size:

@@ -28,7 +28,7 @@ from clreplay.replay.mixing import (
     sample_without_replacement,
 )
 from clreplay.replay.reservoir import ReservoirSamplingStoragePolicy
-from clreplay.replay.storage import StoragePolicy
+from clreplay.replay.storage import StoragePolicy, check_storage_policy
 from clreplay.replay.streaming import StreamingStoragePolicy
 from clreplay.training.plugin import StrategyPlugin
 
@@ -183,16 +183,7 @@ class OnlineReplayPlugin(Seeded, StrategyPlugin):
         self.memory_transform = check_memory_transform(memory_transform)
         if storage_policy is None:
             storage_policy = ReservoirSamplingStoragePolicy({}, self.mem_size)
-        elif not isinstance(storage_policy, StoragePolicy):
-            raise TypeError(
-                f"storage_policy must be a StoragePolicy or None, got {type(storage_policy).__name__}"
-            )
-        elif storage_policy.mem_size != self.mem_size:
-            raise ValueError(
-                f"storage_policy.mem_size ({storage_policy.mem_size}) must equal mem_size "
-                f"({self.mem_size})"
-            )
-        self.storage_policy = storage_policy
+        self.storage_policy = check_storage_policy(storage_policy, self.mem_size)
         self._init_seed(seed)
         self._source: Optional[OnlineReplayBatchSource] = None
 

@@ -14,7 +14,7 @@ from clreplay.replay.selection import (
     RandomExemplarsSelectionStrategy,
 )
 from clreplay.replay.slab import Slab
-from clreplay.replay.storage import experience_of
+from clreplay.replay.storage import UsesSelectionStrategy, experience_of
 from clreplay.replay.streaming import StreamingStoragePolicy
 
 GROUPBY = (None, "class", "experience", "task")
@@ -68,7 +68,7 @@ def _as_order(order, n: int, owner) -> Tensor:
     return idx
 
 
-class ParametricStoragePolicy(StreamingStoragePolicy):
+class ParametricStoragePolicy(UsesSelectionStrategy, StreamingStoragePolicy):
     """Memory split evenly over groups, each group kept in the order of a selection strategy.
 
     ``groupby`` says what a group is: ``None`` (one group, key 0), ``"class"``
@@ -132,25 +132,6 @@ class ParametricStoragePolicy(StreamingStoragePolicy):
             key: torch.full((len(group),), -1, dtype=torch.long) for key, group in ext_mem.items()
         }
         self._adopt()
-
-    @property
-    def selection_strategy(self) -> ClassExemplarsSelectionStrategy:
-        return self._selection_strategy
-
-    @selection_strategy.setter
-    def selection_strategy(self, value: ClassExemplarsSelectionStrategy) -> None:
-        if not isinstance(value, ClassExemplarsSelectionStrategy):
-            raise TypeError(
-                "selection_strategy must be a ClassExemplarsSelectionStrategy, "
-                f"got {type(value).__name__}"
-            )
-        self._selection_strategy = value
-
-    def resolve_seed(self, parent_seed: int | None) -> None:
-        super().resolve_seed(parent_seed)
-        resolve = getattr(self.selection_strategy, "resolve_seed", None)
-        if resolve is not None:
-            resolve(parent_seed)
 
     def _adopt(self) -> None:
         """Copy the groups ``ext_mem`` holds, in order, into the rows of a fresh slab."""

@@ -10,7 +10,7 @@ from clreplay._validation import check_optional_positive_int, check_positive_int
 from clreplay.replay.batching import ReplayBatchSource
 from clreplay.replay.experience_balanced import ExperienceBalancedStoragePolicy
 from clreplay.replay.mixing import check_memory_transform, group_by_task
-from clreplay.replay.storage import StoragePolicy
+from clreplay.replay.storage import StoragePolicy, check_storage_policy
 from clreplay.training.plugin import StrategyPlugin
 
 
@@ -78,16 +78,7 @@ class ReplayPlugin(StrategyPlugin):
             storage_policy = ExperienceBalancedStoragePolicy(
                 ext_mem={}, mem_size=self.mem_size, adaptive_size=True
             )
-        elif not isinstance(storage_policy, StoragePolicy):
-            raise TypeError(
-                f"storage_policy must be a StoragePolicy or None, got {type(storage_policy).__name__}"
-            )
-        elif storage_policy.mem_size != self.mem_size:
-            raise ValueError(
-                f"storage_policy.mem_size ({storage_policy.mem_size}) must equal mem_size "
-                f"({self.mem_size})"
-            )
-        self.storage_policy = storage_policy
+        self.storage_policy = check_storage_policy(storage_policy, self.mem_size)
 
     @property
     def ext_mem(self):

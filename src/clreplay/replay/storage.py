@@ -11,6 +11,7 @@ from clreplay._seeding import Seeded
 from clreplay._validation import check_positive_int
 from clreplay.benchmarks.experience import Experience
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.replay.selection import ClassExemplarsSelectionStrategy
 
 
 class StoragePolicy(Seeded, ABC):
@@ -115,3 +116,44 @@ def compact(dataset: ClassificationDataset, size: int) -> ClassificationDataset:
     if size == len(dataset) and dataset.is_compact:
         return dataset
     return dataset.subset(torch.arange(size, device=dataset.device)).copy()
+
+
+class UsesSelectionStrategy:
+    """Mixin for policies that order samples with a ``selection_strategy``.
+
+    The strategy is a public attribute, checked when set and read at every call,
+    so it can be swapped between experiences; its seed, if unset, is derived with
+    the policy's.
+    """
+
+    @property
+    def selection_strategy(self) -> ClassExemplarsSelectionStrategy:
+        return self._selection_strategy
+
+    @selection_strategy.setter
+    def selection_strategy(self, value: ClassExemplarsSelectionStrategy) -> None:
+        if not isinstance(value, ClassExemplarsSelectionStrategy):
+            raise TypeError(
+                "selection_strategy must be a ClassExemplarsSelectionStrategy, "
+                f"got {type(value).__name__}"
+            )
+        self._selection_strategy = value
+
+    def resolve_seed(self, parent_seed: int | None) -> None:
+        super().resolve_seed(parent_seed)
+        resolve = getattr(self.selection_strategy, "resolve_seed", None)
+        if resolve is not None:
+            resolve(parent_seed)
+
+
+def check_storage_policy(storage_policy, mem_size: int) -> StoragePolicy:
+    """``storage_policy`` if it is a StoragePolicy whose ``mem_size`` is ``mem_size``."""
+    if not isinstance(storage_policy, StoragePolicy):
+        raise TypeError(
+            f"storage_policy must be a StoragePolicy or None, got {type(storage_policy).__name__}"
+        )
+    if storage_policy.mem_size != mem_size:
+        raise ValueError(
+            f"storage_policy.mem_size ({storage_policy.mem_size}) must equal mem_size ({mem_size})"
+        )
+    return storage_policy
