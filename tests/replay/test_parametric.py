@@ -9,7 +9,7 @@ from clreplay import (
     ReplayPlugin,
 )
 from clreplay.data import ClassificationDataset
-from clreplay.replay.parametric import even_sizes
+from clreplay.replay.allocation import even_sizes
 
 
 def samples(ids, labels, tasks=0):

@@ -11,23 +11,14 @@ from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.selection import (
     ClassExemplarsSelectionStrategy,
     RandomExemplarsSelectionStrategy,
+    check_sorted_indices,
 )
-from clreplay.replay.storage import StoragePolicy, UsesSelectionStrategy, experience_of
-
-
-def _check_order(order, n: int, owner) -> torch.Tensor:
-    try:
-        idx = torch.as_tensor(list(order), dtype=torch.long)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(
-            f"{type(owner).__name__}.make_sorted_indices must return a list of ints, got {order!r}"
-        ) from err
-    if idx.numel() and (idx.min() < 0 or idx.max() >= n or len(torch.unique(idx)) != len(idx)):
-        raise ValueError(
-            f"{type(owner).__name__}.make_sorted_indices must return distinct indices in "
-            f"[0, {n}), got {idx.tolist()}"
-        )
-    return idx
+from clreplay.replay.storage import (
+    StoragePolicy,
+    UsesSelectionStrategy,
+    experience_of,
+    group_by_origin,
+)
 
 
 class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
@@ -104,7 +95,7 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
             if c in self.ext_mem:
                 class_data = ClassificationDataset.concat([class_data, self.ext_mem[c]])
                 origins = torch.cat([origins, self._origins[c]])
-            order = _check_order(
+            order = check_sorted_indices(
                 self.selection_strategy.make_sorted_indices(strategy, class_data),
                 len(class_data),
                 self.selection_strategy,
@@ -176,12 +167,7 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
         keys = [c for c in sorted(self.ext_mem) if len(self.ext_mem[c]) > 0]
         if not keys:
             return {}
-        everything = ClassificationDataset.concat([self.ext_mem[c] for c in keys])
-        origins = torch.cat([self._origins[c] for c in keys])
-        return {
-            int(e): everything.subset(torch.nonzero(origins == e).flatten().to(everything.device))
-            for e in torch.unique(origins).tolist()
-        }
+        return group_by_origin([self.ext_mem[c] for c in keys], [self._origins[c] for c in keys])
 
     # ------------------------------------------------------------ persistence
     def _extra_state(self) -> dict:

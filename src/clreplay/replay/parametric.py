@@ -2,70 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Dict, Hashable, List, Optional, Sequence
+from typing import Dict, Hashable, List, Optional
 
 import torch
 from torch import Tensor
 
 from clreplay._validation import check_choice
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.replay.allocation import even_sizes
 from clreplay.replay.selection import (
     ClassExemplarsSelectionStrategy,
     RandomExemplarsSelectionStrategy,
+    check_sorted_indices,
 )
 from clreplay.replay.slab import Slab
-from clreplay.replay.storage import UsesSelectionStrategy, experience_of
+from clreplay.replay.storage import UsesSelectionStrategy, experience_of, group_by_origin
 from clreplay.replay.streaming import StreamingStoragePolicy
 
 GROUPBY = (None, "class", "experience", "task")
-
-
-def even_sizes(available: Sequence[int], capacity: int) -> List[int]:
-    """Split ``capacity`` evenly over groups (oldest first), none above what it has.
-
-    Each group gets ``capacity // k``; the remainder goes one sample each to the
-    newest groups. A group with fewer samples than that keeps them all and the
-    capacity it leaves is split again the same way over the others, so sizes of
-    groups that have more differ by at most one and the total is
-    ``min(capacity, sum(available))``.
-
-    >>> even_sizes([20, 20, 20, 20, 20, 20], 10)
-    [1, 1, 2, 2, 2, 2]
-    >>> even_sizes([1, 20, 20], 10)
-    [1, 4, 5]
-    """
-    sizes = [0] * len(available)
-    open_groups = list(range(len(available)))
-    while open_groups:
-        base, extra = divmod(capacity, len(open_groups))
-        first_extra = len(open_groups) - extra
-        quota = {g: base + (i >= first_extra) for i, g in enumerate(open_groups)}
-        small = [g for g in open_groups if available[g] < quota[g]]
-        if not small:
-            for g in open_groups:
-                sizes[g] = quota[g]
-            break
-        for g in small:
-            sizes[g] = available[g]
-            capacity -= available[g]
-        open_groups = [g for g in open_groups if available[g] >= quota[g]]
-    return sizes
-
-
-def _as_order(order, n: int, owner) -> Tensor:
-    """``order`` as a LongTensor of distinct positions in ``[0, n)``, or an error naming ``owner``."""
-    try:
-        idx = torch.as_tensor(list(order), dtype=torch.long)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(
-            f"{type(owner).__name__}.make_sorted_indices must return a list of ints, got {order!r}"
-        ) from err
-    if len(idx) != n or (n and (idx.min() < 0 or idx.max() >= n or len(torch.unique(idx)) != n)):
-        raise ValueError(
-            f"{type(owner).__name__}.make_sorted_indices must return each index in [0, {n}) "
-            f"once, got {idx.tolist()}"
-        )
-    return idx
 
 
 class ParametricStoragePolicy(UsesSelectionStrategy, StreamingStoragePolicy):
@@ -176,7 +130,7 @@ class ParametricStoragePolicy(UsesSelectionStrategy, StreamingStoragePolicy):
         else:
             candidates = new
         order = self.selection_strategy.make_sorted_indices(strategy, candidates)
-        return _as_order(order, n, self.selection_strategy)
+        return check_sorted_indices(order, n, self.selection_strategy, complete=True)
 
     def __call__(self, strategy, **kwargs) -> None:
         """Store from every sample of ``strategy.experience``."""
@@ -247,12 +201,7 @@ class ParametricStoragePolicy(UsesSelectionStrategy, StreamingStoragePolicy):
             return {}
         if self.groupby == "experience":
             return {k: self.ext_mem[k] for k in keys}
-        everything = ClassificationDataset.concat([self.ext_mem[k] for k in keys])
-        origins = torch.cat([self._origins[k] for k in keys])
-        return {
-            int(e): everything.subset(torch.nonzero(origins == e).flatten().to(everything.device))
-            for e in torch.unique(origins).tolist()
-        }
+        return group_by_origin([self.ext_mem[k] for k in keys], [self._origins[k] for k in keys])
 
     # -------------------------------------------------------------- persistence
     def state_dict(self) -> dict:

@@ -57,6 +57,26 @@ class RandomExemplarsSelectionStrategy(Seeded, ClassExemplarsSelectionStrategy):
         self._load_seed_state(state)
 
 
+def check_sorted_indices(order, n: int, owner, *, complete: bool = False) -> Tensor:
+    """``order`` from ``owner.make_sorted_indices`` as a LongTensor of distinct positions
+    in ``[0, n)`` (every one of them when ``complete``), or an error naming ``owner``."""
+    try:
+        idx = torch.as_tensor(list(order), dtype=torch.long)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"{type(owner).__name__}.make_sorted_indices must return a list of ints, got {order!r}"
+        ) from err
+    distinct = len(torch.unique(idx)) == len(idx)
+    in_range = idx.numel() == 0 or (idx.min() >= 0 and idx.max() < n)
+    if not (distinct and in_range and (len(idx) == n or not complete)):
+        what = "each index in" if complete else "distinct indices in"
+        raise ValueError(
+            f"{type(owner).__name__}.make_sorted_indices must return {what} [0, {n})"
+            f"{' once' if complete else ''}, got {idx.tolist()}"
+        )
+    return idx
+
+
 def check_features(features: Tensor) -> Tensor:
     if not isinstance(features, Tensor):
         raise TypeError(f"features must be a Tensor, got {type(features).__name__}")

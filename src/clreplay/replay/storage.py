@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Dict, Hashable
+from typing import Dict, Hashable, Sequence
 
 import torch
 
@@ -157,3 +157,16 @@ def check_storage_policy(storage_policy, mem_size: int) -> StoragePolicy:
             f"storage_policy.mem_size ({storage_policy.mem_size}) must equal mem_size ({mem_size})"
         )
     return storage_policy
+
+
+def group_by_origin(
+    groups: Sequence[ClassificationDataset], origins: Sequence[torch.Tensor]
+) -> Dict[int, ClassificationDataset]:
+    """The samples of ``groups`` regrouped by experience of origin (``origins[i]`` gives
+    one experience index per sample of ``groups[i]``), keyed in ascending order."""
+    everything = ClassificationDataset.concat(list(groups))
+    origin = torch.cat(list(origins))
+    return {
+        int(e): everything.subset(torch.nonzero(origin == e).flatten().to(everything.device))
+        for e in torch.unique(origin).tolist()
+    }
