@@ -21,6 +21,11 @@ def make_dataset(labels, *, start=0, features=2, task=0):
     return ClassificationDataset(x, labels, task)
 
 
+def samples_of(dataset):
+    """Every sample of ``dataset``, stacked in its order (through the public reading API)."""
+    return dataset.get_batch(torch.arange(len(dataset)))[0]
+
+
 def by_hand(dataset, index, *, device="cpu", eval_mb_size=64):
     """A stand-in for a strategy: only what a storage policy reads."""
     classes = sorted(set(dataset.targets.tolist()))

@@ -86,7 +86,8 @@ def test_checkpoint_holds_the_whole_run(tmp_path, bench):
     assert len(momentum) == 4 and all(m.abs().sum() > 0 for m in momentum)
     memory = state["plugins"][0]["storage_policy"]
     assert [key for key, _ in memory["groups"]] == [0, 1]
-    assert [len(group["y"]) for _, group in memory["groups"]] == [25, 25]
+    assert [len(rows) for _, rows in memory["groups"]] == [25, 25]
+    assert memory["store"]["size"] == 50 and memory["store"]["columns"]["x"].shape == (50, 64)
     assert memory["rng"]["generator"].dtype == torch.uint8
     assert state["plugins"][-1]["accuracy_matrix"] == strategy.evaluator.accuracy_matrix
     assert payload["structure"]["model"]["0.weight"] == "float32 (32, 64)"

@@ -68,11 +68,13 @@ def test_sigkill_then_resume_gives_the_same_results(tmp_path, capsys):
     want_state = read_checkpoint(tmp_path / "ref_ck" / CHECKPOINT_FILENAME)["strategy"]
     for name, tensor in want_state["model"].items():
         assert torch.equal(got_state["model"][name], tensor), name
-    got_memory = got_state["plugins"][0]["storage_policy"]["groups"]
-    want_memory = want_state["plugins"][0]["storage_policy"]["groups"]
-    assert [key for key, _ in got_memory] == [key for key, _ in want_memory]
-    for (_, a), (_, b) in zip(got_memory, want_memory):
-        assert torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"])
+    got_memory = got_state["plugins"][0]["storage_policy"]
+    want_memory = want_state["plugins"][0]["storage_policy"]
+    assert [key for key, _ in got_memory["groups"]] == [key for key, _ in want_memory["groups"]]
+    for (_, a), (_, b) in zip(got_memory["groups"], want_memory["groups"]):
+        assert torch.equal(a, b)  # the same rows of the store, in the same order
+    for name, column in want_memory["store"]["columns"].items():
+        assert torch.equal(got_memory["store"]["columns"][name], column), name
 
     # The same folder with another configuration: refused before any training.
     other = command(tmp_path / "out", tmp_path / "ck")[3:]

@@ -146,7 +146,7 @@ def test_memory_larger_than_everything_seen_keeps_everything():
 def test_policy_arguments():
     eb, cb = ExperienceBalancedStoragePolicy({}, 5), ClassBalancedStoragePolicy({}, 5)
     for policy in (eb, cb):
-        with pytest.raises(TypeError, match="strategy must have an 'experience' attribute holding an Experience, got int"):
+        with pytest.raises(TypeError, match="strategy must have an 'experience' attribute with a ClassificationDataset '.dataset' and an int '.current_experience', got int"):
             policy(3)
         with pytest.raises(TypeError, match="state must be a dict, got list"):
             policy.load_state_dict([])

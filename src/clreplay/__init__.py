@@ -1,6 +1,6 @@
 """clreplay: continual learning by rehearsal, exact and fast, on PyTorch."""
 
-from clreplay.data import ClassificationDataset
+from clreplay.data import ClassificationDataset, MiniBatch
 from clreplay.replay import (
     ClassBalancedStoragePolicy,
     ClassExemplarsSelectionStrategy,
@@ -10,6 +10,7 @@ from clreplay.replay import (
     FeatureBasedExemplarsSelectionStrategy,
     HerdingSelectionStrategy,
     MarginSelectionStrategy,
+    MemoryStore,
     OnlineReplayPlugin,
     ParametricStoragePolicy,
     RandomExemplarsSelectionStrategy,
@@ -18,7 +19,7 @@ from clreplay.replay import (
     StoragePolicy,
     StreamingStoragePolicy,
 )
-from clreplay.training import BaseStrategy, Naive, StrategyPlugin
+from clreplay.training import BaseStrategy, Naive, RunContext, StrategyPlugin
 
 __version__ = "0.1.0"
 
@@ -33,12 +34,15 @@ __all__ = [
     "FeatureBasedExemplarsSelectionStrategy",
     "HerdingSelectionStrategy",
     "MarginSelectionStrategy",
+    "MemoryStore",
+    "MiniBatch",
     "Naive",
     "OnlineReplayPlugin",
     "ParametricStoragePolicy",
     "RandomExemplarsSelectionStrategy",
     "ReplayPlugin",
     "ReservoirSamplingStoragePolicy",
+    "RunContext",
     "StoragePolicy",
     "StreamingStoragePolicy",
     "StrategyPlugin",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Iterable
 
 import torch
 
@@ -34,17 +35,44 @@ def make_generator(seed: int) -> torch.Generator:
 class Seeded:
     """Mixin for components that own a seeded ``torch.Generator``.
 
-    ``seed=None`` defers the choice: a :class:`~clreplay.ReplayPlugin` fills it
-    in from the strategy's seed with :meth:`resolve_seed`; a component driven by
-    hand falls back to 0. The generator is created on first use, so the seed
-    can be resolved any time before that.
+    ``seed=None`` defers the choice to :meth:`setup`, which a strategy calls once
+    with its run context (through the plugin that owns the component): the seed
+    is then the context's stream for ``_seed_name``. A component driven by hand,
+    never set up, falls back to seed 0. The generator is created on first use.
+
+    Sub-components (:meth:`_seeded_children`, e.g. a policy's selection strategy)
+    draw from the nearest explicit seed: the component's own if it was given one,
+    else the run context's.
     """
 
     _seed_name = "component"
 
     def _init_seed(self, seed: int | None) -> None:
         self.seed = check_seed("seed", seed)
+        self._explicit_seed = self.seed is not None
         self._generator: torch.Generator | None = None
+        self.context = None
+        self._setup_children()
+
+    def _seeded_children(self) -> Iterable["Seeded"]:
+        return ()
+
+    def _child_context(self):
+        """The context sub-components draw from: the own seed if given, else the run's."""
+        if self._explicit_seed:
+            from clreplay.training.context import RunContext
+
+            return (self.context or RunContext()).with_seed(self.seed)
+        return self.context
+
+    def _setup_children(self) -> None:
+        context = self._child_context()
+        if context is None:
+            return
+        for child in self._seeded_children():
+            setup = getattr(child, "setup", None)
+            if setup is not None:
+                setup(context)
 
     @property
     def generator(self) -> torch.Generator:
@@ -52,10 +80,12 @@ class Seeded:
             self._generator = make_generator(0 if self.seed is None else self.seed)
         return self._generator
 
-    def resolve_seed(self, parent_seed: int | None) -> None:
-        """Derive the seed from ``parent_seed`` if none was given and none is in use."""
-        if self.seed is None and self._generator is None and parent_seed is not None:
-            self.seed = derive_seed(parent_seed, self._seed_name)
+    def setup(self, context) -> None:
+        """Take the run context: derive the seed if none was given and none is in use."""
+        if self.seed is None and self._generator is None:
+            self.seed = context.seed_for(self._seed_name)
+        self.context = context
+        self._setup_children()
 
     def _seed_state(self) -> dict:
         return {

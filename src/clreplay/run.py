@@ -23,12 +23,11 @@ from clreplay.checkpoint import checkpoint_path, resume_if_saved, save_checkpoin
 from clreplay.evaluation.evaluator import EvaluationPlugin
 from clreplay.evaluation.loggers import default_loggers
 from clreplay.evaluation.plots import render_plots
-from clreplay.evaluation.reports import format_experience_stats, format_metrics
-from clreplay.evaluation.reports import format_matrix as _format_matrix
+from clreplay.evaluation.reports import format_experience_stats, format_matrix, format_metrics
 from clreplay.evaluation.results import FORMAT_VERSION, write_results
 from clreplay.models import feature_layer_name, make_mlp
 from clreplay.replay.online import OnlineReplayPlugin
-from clreplay.replay.parametric import GROUPBY
+from clreplay.replay.policies.parametric import GROUPBY
 from clreplay.replay.plugin import ReplayPlugin
 from clreplay.replay.registry import (
     POLICIES_WITH_SELECTION,
@@ -162,14 +161,6 @@ def build_strategy(config: RunConfig, benchmark: Benchmark) -> BaseStrategy:
         evaluator=EvaluationPlugin(benchmark.test_stream, loggers=loggers),
         seed=config.seed,
     )
-
-
-def format_matrix(matrix: List[List[float]]) -> str:
-    """The accuracy matrix as a text table (rows: after training on; columns: tested on).
-
-    Kept here for callers of ``clreplay.run``; see :func:`clreplay.evaluation.format_matrix`.
-    """
-    return _format_matrix(matrix)
 
 
 def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> dict:

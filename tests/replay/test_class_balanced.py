@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import by_hand
+from conftest import by_hand, samples_of
 
 from clreplay import (
     ClassBalancedStoragePolicy,
@@ -28,7 +28,7 @@ def samples(pairs):
 
 
 def memory_ids(policy):
-    return {c: policy.ext_mem[c].storage[:, 0].long().tolist() for c in sorted(policy.ext_mem)}
+    return {c: samples_of(policy.ext_mem[c])[:, 0].long().tolist() for c in sorted(policy.ext_mem)}
 
 
 def test_selection_order_and_cutoff_over_a_sequence():

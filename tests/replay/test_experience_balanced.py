@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import by_hand, make_dataset
+from conftest import by_hand, make_dataset, samples_of
 
 from clreplay import ExperienceBalancedStoragePolicy, StoragePolicy
 
@@ -79,11 +79,11 @@ def test_stored_samples_come_from_their_experience_and_are_owned_copies():
     for i, d in enumerate(data):
         policy(by_hand(d, i))
     for key, group in policy.ext_mem.items():
-        ids = group.storage[:, 0].long()
+        ids = samples_of(group)[:, 0].long()
         assert ((ids >= 50 * key) & (ids < 50 * (key + 1))).all()
         assert len(set(ids.tolist())) == len(ids)  # no sample twice
         assert group.targets.tolist() == [key] * len(group)
-        assert group.is_compact and group.storage.shape[0] == len(group)
+        assert group.storage is policy.store.columns["x"]  # the memory's own rows
         assert group.storage.data_ptr() != data[key].storage.data_ptr()
 
 
@@ -91,7 +91,7 @@ def test_same_seed_same_memory():
     def memory(seed):
         policy = ExperienceBalancedStoragePolicy({}, 20, seed=seed)
         run(policy, [40, 40, 40])
-        return {k: v.storage[:, 0].tolist() for k, v in policy.ext_mem.items()}
+        return {k: samples_of(v)[:, 0].tolist() for k, v in policy.ext_mem.items()}
 
     assert memory(3) == memory(3)
     assert memory(3) != memory(4)
@@ -102,7 +102,7 @@ def test_subsample_single_and_all_groups():
     data = make_dataset([0] * 10)
     assert policy.subsample_single(data, 10) is data
     sub = policy.subsample_single(data, 4)
-    assert len(sub) == 4 and set(sub.storage[:, 0].tolist()) <= set(range(10))
+    assert len(sub) == 4 and set(samples_of(sub)[:, 0].tolist()) <= set(range(10))
     run(policy, [40, 40, 40])
     policy.subsample_all_groups(20)
     assert group_sizes(policy) == {0: 6, 1: 6, 2: 8}
@@ -137,12 +137,12 @@ def test_state_dict_round_trip():
     other.load_state_dict(policy.state_dict())
     assert list(other.ext_mem) == list(policy.ext_mem)
     for key in policy.ext_mem:
-        assert torch.equal(other.ext_mem[key].storage, policy.ext_mem[key].storage)
+        assert torch.equal(samples_of(other.ext_mem[key]), samples_of(policy.ext_mem[key]))
     # generators continue identically
     data = make_dataset([7] * 30, start=1000)
     policy(by_hand(data, 2))
     other(by_hand(data, 2))
     for key in policy.ext_mem:
-        assert torch.equal(other.ext_mem[key].storage, policy.ext_mem[key].storage)
+        assert torch.equal(samples_of(other.ext_mem[key]), samples_of(policy.ext_mem[key]))
     with pytest.raises(ValueError, match=r"mem_size of the saved memory \(20\) differs from this policy's mem_size \(30\)"):
         ExperienceBalancedStoragePolicy({}, 30).load_state_dict(policy.state_dict())

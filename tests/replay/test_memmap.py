@@ -1,5 +1,9 @@
-import gc
+"""Memory-mapped memories: files that never outlive the run, rows read through the file."""
+
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,41 +11,57 @@ import torch
 from conftest import by_hand, make_dataset
 
 from clreplay import (
+    ClassBalancedStoragePolicy,
+    ExperienceBalancedStoragePolicy,
     OnlineReplayPlugin,
     ParametricStoragePolicy,
     ReplayPlugin,
     ReservoirSamplingStoragePolicy,
 )
 from clreplay.benchmarks import split_digits
-from clreplay.data import ClassificationDataset
 from clreplay.models import make_mlp
-from clreplay.replay import MappedDataset, MappedFile, Slab, mapped_empty
+from clreplay.replay import GroupPlan, MappedFile, MemoryStore, mapped_empty
 from clreplay.training import Naive
 
 
 def mapping_rss_kib(path: str) -> int:
-    """Resident KiB of this process's mapping of ``path`` (from /proc/self/smaps)."""
+    """Resident KiB of this process's mapping of ``path`` (from /proc/self/smaps; the
+    file's name is gone, so the kernel lists it as ``path (deleted)``)."""
     rss, inside = 0, False
     for line in Path("/proc/self/smaps").read_text().splitlines():
         fields = line.split()
         if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
-            inside = fields[-1] == path
+            inside = " ".join(fields[5:]).startswith(path)
         elif inside and fields[0] == "Rss:":
             rss += int(fields[1])
     return rss
 
 
-def test_mapped_tensor_lives_in_a_file_in_the_folder(tmp_path):
+def test_a_mapped_tensor_leaves_no_file_behind_and_stays_valid(tmp_path):
     x, mapped = mapped_empty(tmp_path, (3, 4), torch.float32)
-    assert Path(mapped.path).parent == tmp_path and os.path.getsize(mapped.path) == 48
+    assert Path(mapped.path).parent == tmp_path and not os.path.exists(mapped.path)
+    assert os.listdir(tmp_path) == []  # the name is gone at once: nothing to leak on a kill
     x.copy_(torch.arange(12.).view(3, 4))
-    with open(mapped.path, "rb") as f:
-        assert torch.frombuffer(bytearray(f.read()), dtype=torch.float32).tolist() == list(range(12))
-    path = mapped.path
-    del mapped
-    gc.collect()
-    assert not os.path.exists(path)  # the scratch file goes with its owner...
-    assert x.sum().item() == 66  # ...while the mapping stays valid
+    out = mapped.read_rows(torch.tensor([2, 0]), torch.empty(2, 4))
+    assert out.tolist() == [[8.0, 9.0, 10.0, 11.0], [0.0, 1.0, 2.0, 3.0]]  # the file sees the mapping
+    assert x.sum().item() == 66
+
+
+def test_a_killed_process_leaves_no_memory_file(tmp_path):
+    script = (
+        "import sys, time, torch\n"
+        "from clreplay.replay import MemoryStore\n"
+        "store = MemoryStore(1000, directory=sys.argv[1])\n"
+        "store.write(torch.arange(10), {'x': torch.ones(10, 256), 'y': torch.zeros(10), "
+        "'t': torch.zeros(10), 'origin': torch.zeros(10)})\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
@@ -59,62 +79,86 @@ def test_folder_and_shape_errors(tmp_path):
     with pytest.raises(ValueError, match="directory must be a folder, got the file"):
         MappedFile(tmp_path / "file", 8)
     with pytest.raises(TypeError, match="memmap_dir must be a folder path"):
-        Slab(4, directory=3)
+        MemoryStore(4, directory=3)
     with pytest.raises(ValueError, match=r"shape \(3,\) of torch.float32 must fill the file's 8 bytes"):
         MappedFile(tmp_path, 8).tensor(torch.float32, (3,))
-    Slab(4, directory=tmp_path / "new" / "folder")
+    MemoryStore(4, directory=tmp_path / "new" / "folder")
     assert (tmp_path / "new" / "folder").is_dir()
 
 
-def test_views_of_a_mapped_slab_read_rows_from_the_file(tmp_path):
-    slab = Slab(10, directory=tmp_path)
+def rows_of(values, ids):
+    return {"x": values[ids], "y": torch.tensor(ids), "t": torch.zeros(len(ids)), "origin": torch.zeros(len(ids))}
+
+
+def test_views_of_a_mapped_store_read_the_rows_written(tmp_path):
+    store = MemoryStore(10, directory=tmp_path)
     values = torch.arange(40.).view(10, 4)
-    slab.write(slice(0, 6), values[:6], torch.arange(6), torch.zeros(6))
-    slab.write(torch.tensor([9, 7, 6]), values[[9, 7, 6]], torch.tensor([9, 7, 6]), torch.zeros(3))
-    view = ClassificationDataset.concat([slab.dataset().subset([9, 2]), slab.dataset().subset([7, 8])])
-    assert isinstance(view, MappedDataset) and view.storage is slab.x
+    store.write(torch.arange(6), rows_of(values, list(range(6))))
+    store.write(torch.tensor([9, 7, 6]), rows_of(values, [9, 7, 6]))
+    view = store.view(torch.tensor([9, 2, 7, 8]))
     x, y, _ = view.get_batch([0, 1, 2, 3])
     assert x.tolist() == [values[9].tolist(), values[2].tolist(), values[7].tolist(), [0.0] * 4]
     assert y.tolist() == [9, 2, 7, 0]
-    assert torch.equal(slab.x[:8], values[:8])  # the mapping sees what was written to the file
-    copy = view.copy()
-    assert type(copy) is MappedDataset and copy.get_batch([0])[0].tolist() == [values[9].tolist()]
+    assert store.read_x(torch.tensor([7, 0])).tolist() == [values[7].tolist(), values[0].tolist()]
+    assert torch.equal(store.columns["x"][:8], values[:8])  # the mapping sees what went to the file
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
 def test_writing_and_reading_rows_keeps_the_mapping_out_of_the_resident_set(tmp_path):
-    slab = Slab(4096, directory=tmp_path)  # 4096 rows of 4 KiB: 16 MiB
+    store = MemoryStore(4096, directory=tmp_path)  # 4096 rows of 4 KiB: 16 MiB
+    zeros = torch.zeros(512)
     for start in range(0, 4096, 512):
-        slab.write(slice(start, start + 512), torch.ones(512, 1024), torch.zeros(512), torch.zeros(512))
-    slab.write(torch.randperm(4096)[:300], torch.full((300, 1024), 2.0), torch.ones(300), torch.zeros(300))
-    view = slab.dataset().subset(torch.randperm(4096))
-    total = sum(view.get_batch(torch.arange(s, s + 64))[0].sum().item() for s in range(0, 4096, 64))
+        store.write(torch.arange(start, start + 512),
+                    {"x": torch.ones(512, 1024), "y": zeros, "t": zeros, "origin": zeros})
+    store.write(torch.randperm(4096)[:300], {"x": torch.full((300, 1024), 2.0)})
+    order = torch.randperm(4096)
+    total = sum(store.read_x(order[s : s + 64]).sum().item() for s in range(0, 4096, 64))
     assert total == (4096 + 300) * 1024
-    assert mapping_rss_kib(slab._files[0].path) == 0
+    assert mapping_rss_kib(store._files["x"].path) == 0
 
 
-def test_slab_in_ram_and_mapped_hold_the_same(tmp_path):
-    ram, mapped = Slab(6), Slab(6, directory=tmp_path)
-    for slab in (ram, mapped):
-        slab.write(slice(0, 3), torch.arange(6.).view(3, 2), torch.tensor([1, 2, 3]), torch.tensor([0, 0, 1]))
-        slab.write(torch.tensor([5, 1]), torch.full((2, 2), 7.0), torch.tensor([9, 9]), torch.tensor([2, 2]))
-    assert torch.equal(ram.x, mapped.x) and torch.equal(ram.y, mapped.y) and torch.equal(ram.t, mapped.t)
-    assert type(ram.dataset()) is ClassificationDataset and isinstance(mapped.dataset(), MappedDataset)
-    assert len(os.listdir(tmp_path)) == 3
+def test_a_store_in_ram_grows_with_what_it_holds_and_a_mapped_one_reserves_sparse_rows(tmp_path):
+    ram, mapped = MemoryStore(10**8), MemoryStore(10**8, directory=tmp_path)
+    data = make_dataset(torch.arange(30) % 3)
+    for store in (ram, mapped):
+        store.apply({0: GroupPlan.of_new(torch.arange(30))}, data, origin=0)
+    assert ram.columns["x"].shape[0] == 30  # not 10**8 rows
+    assert mapped.columns["x"].shape[0] == 10**8  # reserved, but sparse: no RAM, few blocks
+    assert os.statvfs(tmp_path).f_bfree > 0
+    for name in ram.columns:
+        assert torch.equal(ram.columns[name][:30], mapped.columns[name][:30])
 
 
-def test_reservoir_stores_the_same_samples(tmp_path):
-    data = make_dataset(torch.arange(500) % 7)
-    ram = ReservoirSamplingStoragePolicy({}, 40, seed=2)
-    mapped = ReservoirSamplingStoragePolicy({}, 40, seed=2, memmap_dir=tmp_path)
-    for policy in (ram, mapped):
-        policy(by_hand(data, 0))
-    assert torch.equal(ram.ext_mem[0].storage, mapped.ext_mem[0].storage)
-    assert torch.equal(ram.ext_mem[0].targets, mapped.ext_mem[0].targets)
-    assert isinstance(mapped.ext_mem[0], MappedDataset)
-    loaded = ReservoirSamplingStoragePolicy({}, 40)
-    loaded.load_state_dict(mapped.state_dict())
-    assert torch.equal(loaded.ext_mem[0].storage, ram.ext_mem[0].storage)
+POLICIES = {
+    "experience": lambda d: ExperienceBalancedStoragePolicy({}, 40, seed=2, memmap_dir=d),
+    "class": lambda d: ClassBalancedStoragePolicy({}, 40, seed=2, memmap_dir=d),
+    "reservoir": lambda d: ReservoirSamplingStoragePolicy({}, 40, seed=2, memmap_dir=d),
+    "parametric": lambda d: ParametricStoragePolicy({}, 40, groupby="class", seed=2, memmap_dir=d),
+}
+
+
+def same_memory(a, b):
+    """Every column, byte for byte, and the same groups in the same order."""
+    assert a.store.size == b.store.size
+    for name in a.store.columns:
+        assert torch.equal(a.store.columns[name][: a.store.size], b.store.columns[name][: b.store.size])
+    assert list(a.ext_mem) == list(b.ext_mem)
+    for key in a.ext_mem:
+        assert torch.equal(a.ext_mem[key].indices, b.ext_mem[key].indices)
+
+
+@pytest.mark.parametrize("kind", sorted(POLICIES))
+def test_every_policy_stores_the_same_bytes_in_ram_and_mapped_also_after_a_checkpoint(tmp_path, kind):
+    ram, mapped = POLICIES[kind](None), POLICIES[kind](tmp_path)
+    for i in range(3):
+        data = make_dataset(torch.arange(60) % 3 + 3 * i, start=100 * i)
+        for policy in (ram, mapped):
+            policy(by_hand(data, i))
+        same_memory(ram, mapped)
+    restored = POLICIES[kind](tmp_path / "restored")
+    restored.load_state_dict(mapped.state_dict())
+    same_memory(ram, restored)
+    assert os.listdir(tmp_path) == ["restored"] and os.listdir(tmp_path / "restored") == []
 
 
 def parameters_after(plugin, *, mb=16):
@@ -127,14 +171,16 @@ def parameters_after(plugin, *, mb=16):
 
 
 @pytest.mark.parametrize("make", [
+    lambda d: ReplayPlugin(90, ExperienceBalancedStoragePolicy({}, 90, memmap_dir=d)),
+    lambda d: ReplayPlugin(90, ClassBalancedStoragePolicy({}, 90, memmap_dir=d)),
     lambda d: ReplayPlugin(90, ReservoirSamplingStoragePolicy({}, 90, memmap_dir=d)),
     lambda d: ReplayPlugin(90, ParametricStoragePolicy({}, 90, groupby="class", memmap_dir=d)),
     lambda d: OnlineReplayPlugin(90, ReservoirSamplingStoragePolicy({}, 90, memmap_dir=d)),
-], ids=["reservoir", "parametric", "online"])
+], ids=["experience", "class", "reservoir", "parametric", "online"])
 def test_mapped_and_in_ram_memories_train_the_same_weights(tmp_path, make):
     in_ram = parameters_after(make(None))
     plugin = make(tmp_path)
     mapped = parameters_after(plugin)
     assert all(torch.equal(a, b) for a, b in zip(in_ram, mapped))
-    assert len(os.listdir(tmp_path)) == 3
-    assert all(isinstance(g, MappedDataset) for g in plugin.ext_mem.values())
+    assert os.listdir(tmp_path) == []
+    assert plugin.storage_policy.store.directory == tmp_path

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import make_dataset
+from conftest import make_dataset, samples_of
 
 from clreplay import (
     ExperienceBalancedStoragePolicy,
@@ -82,8 +82,8 @@ def test_memory_never_exceeds_mem_size_and_sees_every_sample_once():
     policy = replay.storage_policy
     assert isinstance(policy, ReservoirSamplingStoragePolicy)
     assert policy.n_seen == 100  # two epochs, but each sample offered once
-    assert set(policy.ext_mem[0].storage[:, 0].long().tolist()) <= {
-        i for e in stream() for i in e.dataset.storage[:, 0].long().tolist()}
+    assert set(samples_of(policy.ext_mem[0])[:, 0].long().tolist()) <= {
+        i for e in stream() for i in samples_of(e.dataset)[:, 0].long().tolist()}
 
 
 def test_no_epoch_still_fills_the_memory():
@@ -133,7 +133,7 @@ def test_state_dict_round_trip():
     run(replay, experiences=stream()[:2])
     other = OnlineReplayPlugin(mem_size=15)
     other.load_state_dict(replay.state_dict())
-    assert torch.equal(other.ext_mem[0].storage, replay.ext_mem[0].storage)
+    assert torch.equal(samples_of(other.ext_mem[0]), samples_of(replay.ext_mem[0]))
     assert torch.equal(other.generator.get_state(), replay.generator.get_state())
     with pytest.raises(ValueError, match=r"mem_size of the saved replay memory \(15\) differs"):
         OnlineReplayPlugin(mem_size=16).load_state_dict(replay.state_dict())

@@ -9,7 +9,7 @@ from clreplay import (
     ReplayPlugin,
 )
 from clreplay.data import ClassificationDataset
-from clreplay.replay.allocation import even_sizes
+from clreplay.replay import split_capacity
 
 
 def samples(ids, labels, tasks=0):
@@ -48,7 +48,7 @@ class ById(ClassExemplarsSelectionStrategy):
     ([], 10, []),
 ])
 def test_even_sizes(available, capacity, expected):
-    assert even_sizes(available, capacity) == expected
+    assert split_capacity(available, capacity, remainder="spread") == expected
 
 
 def exp0():  # classes 0 (ids 0-9), 1 (ids 10-13), task labels 0 then 1
@@ -125,7 +125,7 @@ def test_rows_are_reused_in_place():
     for e in range(6):
         policy(by_hand(samples(range(10 * e, 10 * e + 5), [e] * 5), e))
         storages = {group.storage.data_ptr() for group in policy.ext_mem.values()}
-        assert len(storages) == 1 and len(next(iter(policy.ext_mem.values())).storage) == 4
+        assert len(storages) == 1 and policy.store.size == 4
     assert sizes(policy) == {0: 0, 1: 0, 2: 1, 3: 1, 4: 1, 5: 1}
     assert [ids(g) for g in policy.ext_mem.values()] == [[], [], [24], [34], [44], [54]]
 

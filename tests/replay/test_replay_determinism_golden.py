@@ -31,7 +31,7 @@ from clreplay import (
 from clreplay.benchmarks import class_incremental
 from clreplay.data import ClassificationDataset
 from clreplay.models import make_mlp
-from clreplay.replay import selection
+from clreplay.replay.selection import feature_based as selection
 from clreplay.training import Naive
 
 N_SAMPLES, N_FEATURES, N_CLASSES = 360, 6, 6

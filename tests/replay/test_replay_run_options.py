@@ -38,7 +38,6 @@ def test_policy_default_depends_on_online():
 @pytest.mark.parametrize("changes, err, message", [
     ({"groupby": "class"}, ValueError, "groupby needs policy 'parametric', got groupby='class' with policy 'experience'"),
     ({"policy": "parametric", "groupby": "classes"}, ValueError, "groupby must be one of 'class', 'experience', 'task', got 'classes'"),
-    ({"memmap_dir": "x"}, ValueError, "memmap_dir needs policy 'parametric' or 'reservoir', got memmap_dir='x' with policy 'experience'"),
     ({"online": True, "replay": False}, ValueError, "online must be False without replay"),
     ({"online": True, "task_balanced": True}, ValueError, "task_balanced applies to offline replay"),
     ({"batch_size_mem": 0}, ValueError, "batch_size_mem must be a positive int, got 0"),

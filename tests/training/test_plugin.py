@@ -25,13 +25,20 @@ def test_misspelled_hook_is_reported():
         _strategy([Typo()])
 
 
-def test_unknown_before_after_method_is_reported():
-    class Odd(StrategyPlugin):
+def test_only_near_misses_of_hook_names_are_reported():
+    class Own(StrategyPlugin):  # a method of the plugin's own, named like no hook in particular
         def after_everything(self, strategy, **kwargs):
             pass
 
-    with pytest.raises(ValueError, match="defines 'after_everything', which is not a hook"):
-        _strategy([Odd()])
+    _strategy([Own()])
+
+    class NearMiss(StrategyPlugin):
+        def after_training_epch(self, strategy, **kwargs):
+            pass
+
+    with pytest.raises(ValueError, match=r"defines 'after_training_epch', which is not a hook; "
+                                         r"did you mean 'after_training_epoch'\? \(rename it"):
+        _strategy([NearMiss()])
 
 
 def test_helper_methods_are_fine():

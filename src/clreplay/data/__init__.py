@@ -2,5 +2,6 @@
 
 from clreplay.data.batching import BatchSource, DatasetBatchSource
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.data.minibatch import MiniBatch
 
-__all__ = ["BatchSource", "ClassificationDataset", "DatasetBatchSource"]
+__all__ = ["BatchSource", "ClassificationDataset", "DatasetBatchSource", "MiniBatch"]

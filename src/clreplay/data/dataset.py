@@ -124,6 +124,22 @@ class ClassificationDataset(Dataset):
         return ds
 
     @classmethod
+    def from_storage(
+        cls, x: Tensor, y_all: Tensor, t_all: Tensor, indices: Optional[Tensor] = None, *,
+        transform=None,
+    ) -> "ClassificationDataset":
+        """A view of the rows ``indices`` (None: all, in order) of full tensors of samples,
+        labels and task labels, without copying or re-checking them (for stores that
+        own such tensors, e.g. a replay memory's columns).
+
+        >>> x, y = torch.arange(6.).view(3, 2), torch.tensor([7, 8, 9])
+        >>> ClassificationDataset.from_storage(x, y, torch.zeros(3, dtype=torch.long),
+        ...                                    torch.tensor([2, 0])).targets.tolist()
+        [9, 7]
+        """
+        return cls._from_parts(x, y_all, t_all, indices, transform)
+
+    @classmethod
     def from_dataset(
         cls, dataset: Dataset, *, task_labels: Any = None, transform=None
     ) -> "ClassificationDataset":
@@ -155,6 +171,11 @@ class ClassificationDataset(Dataset):
     def is_compact(self) -> bool:
         """True when the dataset shows every row of its storage in order (it owns its samples)."""
         return self._indices is None
+
+    @property
+    def targets_storage(self) -> Tensor:
+        """The label tensor of the whole storage (``targets`` are its rows ``indices``)."""
+        return self._y_all
 
     @property
     def indices(self) -> Tensor:
@@ -239,6 +260,16 @@ class ClassificationDataset(Dataset):
     def batch_from_rows(self, rows: Tensor) -> Batch:
         """Read the samples at storage ``rows`` as stacked tensors ``(x, y, t)``."""
         return (self.x_from_rows(rows), *self.labels_from_rows(rows))
+
+    def raw_batch(self, positions: Tensor) -> Batch:
+        """Stacked ``(x, y, t)`` at ``positions`` as stored, without the per-sample transform."""
+        rows = self.storage_rows(positions.to(self.device))
+        if isinstance(self._storage, Tensor):
+            x = _gather(self._storage, rows)
+        else:
+            items = [self._storage[int(r)] for r in rows.tolist()]
+            x = torch.stack([torch.as_tensor(i[0] if isinstance(i, (tuple, list)) else i) for i in items])
+        return (x, *self.labels_from_rows(rows))
 
     def get_batch(self, positions: Any) -> Batch:
         """Stacked ``(x, y, t)`` of the samples at ``positions`` in this dataset.

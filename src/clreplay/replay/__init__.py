@@ -1,46 +1,68 @@
-"""The replay system: plugin, storage policies, exemplar selection and batch mixing."""
+"""The replay system: plugins, storage policies, exemplar selection, the memory store, batch mixing.
 
-from clreplay.replay.allocation import balanced_sizes
-from clreplay.replay.batching import ReplayBatchSource, split_evenly
-from clreplay.replay.class_balanced import ClassBalancedStoragePolicy
-from clreplay.replay.experience_balanced import ExperienceBalancedStoragePolicy
-from clreplay.replay.memmap import MappedFile, mapped_empty
-from clreplay.replay.mixing import group_by_task, sample_without_replacement
-from clreplay.replay.online import OnlineReplayBatchSource, OnlineReplayPlugin
-from clreplay.replay.parametric import ParametricStoragePolicy
+Layers, from the bottom up:
+
+* :mod:`~clreplay.replay.storage`: the :class:`MemoryStore`, named columns of
+  samples (``x``, ``y``, ``t``, ``origin`` and extra columns a method registers),
+  in tensors or memory-mapped files;
+* :mod:`~clreplay.replay.selection`: in which order a group's samples are kept;
+* :mod:`~clreplay.replay.policies`: which samples each group keeps (policies
+  decide with index tensors, the store applies);
+* :mod:`~clreplay.replay.mixing`: batch sources that mix replayed samples into
+  the training batches, as :class:`~clreplay.data.MiniBatch` records;
+* :class:`ReplayPlugin` and :class:`OnlineReplayPlugin` tie them to a strategy.
+"""
+
+from clreplay.replay.mixing import (
+    AppendMemoryBatchSource,
+    OnlineReplayBatchSource,
+    ReplayBatchSource,
+    group_by_task,
+    sample_without_replacement,
+    split_evenly,
+)
+from clreplay.replay.online import OnlineReplayPlugin
 from clreplay.replay.plugin import ReplayPlugin
-from clreplay.replay.reservoir import ReservoirSamplingStoragePolicy
+from clreplay.replay.policies import (
+    ClassBalancedStoragePolicy,
+    ExperienceBalancedStoragePolicy,
+    ParametricStoragePolicy,
+    ReservoirSamplingStoragePolicy,
+    StoragePolicy,
+    StreamingStoragePolicy,
+    split_capacity,
+)
 from clreplay.replay.selection import (
     ClassExemplarsSelectionStrategy,
     ClosestToCenterSelectionStrategy,
+    EntropySelectionStrategy,
     FeatureBasedExemplarsSelectionStrategy,
     HerdingSelectionStrategy,
-    RandomExemplarsSelectionStrategy,
-    closest_to_center_order,
-    herding_order,
-)
-from clreplay.replay.slab import MappedDataset, Slab
-from clreplay.replay.storage import StoragePolicy
-from clreplay.replay.streaming import StreamingStoragePolicy
-from clreplay.replay.uncertainty import (
-    EntropySelectionStrategy,
     MarginSelectionStrategy,
     OutputBasedSelectionStrategy,
+    RandomExemplarsSelectionStrategy,
+    closest_to_center_order,
     entropy_order,
+    extract_features,
+    herding_order,
     margin_order,
 )
+from clreplay.replay.storage import ColumnSpec, GroupPlan, MappedFile, MemoryStore, mapped_empty
 
 __all__ = [
+    "AppendMemoryBatchSource",
     "ClassBalancedStoragePolicy",
     "ClassExemplarsSelectionStrategy",
     "ClosestToCenterSelectionStrategy",
+    "ColumnSpec",
     "EntropySelectionStrategy",
     "ExperienceBalancedStoragePolicy",
     "FeatureBasedExemplarsSelectionStrategy",
+    "GroupPlan",
     "HerdingSelectionStrategy",
-    "MappedDataset",
     "MappedFile",
     "MarginSelectionStrategy",
+    "MemoryStore",
     "OnlineReplayBatchSource",
     "OnlineReplayPlugin",
     "OutputBasedSelectionStrategy",
@@ -49,16 +71,16 @@ __all__ = [
     "ReplayBatchSource",
     "ReplayPlugin",
     "ReservoirSamplingStoragePolicy",
-    "Slab",
     "StoragePolicy",
     "StreamingStoragePolicy",
-    "balanced_sizes",
     "closest_to_center_order",
     "entropy_order",
+    "extract_features",
     "group_by_task",
     "herding_order",
     "mapped_empty",
     "margin_order",
     "sample_without_replacement",
+    "split_capacity",
     "split_evenly",
 ]

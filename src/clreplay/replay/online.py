@@ -1,133 +1,24 @@
-"""Online replay: the memory is updated from every incoming mini-batch, replay starts at once.
+"""OnlineReplayPlugin: the memory is updated from every incoming mini-batch, replay starts at once.
 
-:class:`OnlineReplayPlugin` installs an :class:`OnlineReplayBatchSource` as the
-strategy's ``batch_source`` for each experience (the documented way to change
-what the loop trains on). The source reads the experience's mini-batches
-exactly as the strategy's default source would, appends samples drawn from the
-memory to each, and after the strategy has trained on a batch (when the loop
-asks for the next one) feeds that batch's stream samples to the storage policy.
-Everything happens inside the source's generator: no per-iteration hook runs,
-and the per-step cost is a handful of tensor operations.
+It installs an :class:`~clreplay.replay.mixing.online.OnlineReplayBatchSource` as
+the strategy's ``batch_source`` for each experience (the documented way to change
+what the loop trains on), wrapping the strategy's own source.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import Tensor
 
 from clreplay._seeding import Seeded
 from clreplay._validation import check_optional_positive_int, check_positive_int
-from clreplay.benchmarks.experience import Experience
-from clreplay.data.batching import BatchSource, epoch_order
-from clreplay.data.dataset import Batch, ClassificationDataset
-from clreplay.replay.mixing import (
-    apply_memory_transform,
-    check_memory_transform,
-    sample_without_replacement,
-)
-from clreplay.replay.reservoir import ReservoirSamplingStoragePolicy
-from clreplay.replay.storage import StoragePolicy, check_storage_policy
-from clreplay.replay.streaming import StreamingStoragePolicy
+from clreplay.replay.mixing.draws import check_memory_transform
+from clreplay.replay.mixing.online import OnlineReplayBatchSource
+from clreplay.replay.policies.base import StoragePolicy, check_storage_policy
+from clreplay.replay.policies.reservoir import ReservoirSamplingStoragePolicy
 from clreplay.training.plugin import StrategyPlugin
-
-
-class _BatchAsExperience:
-    """The strategy as a storage policy sees it, with one mini-batch as its experience."""
-
-    def __init__(self, strategy, experience: Experience) -> None:
-        self._strategy = strategy
-        self.experience = experience
-
-    def __getattr__(self, name):
-        return getattr(self._strategy, name)
-
-
-class OnlineReplayBatchSource(BatchSource):
-    """The experience's mini-batches, each followed by memory samples; memory updated as it goes.
-
-    Each batch is ``batch_size`` stream samples (in the order the strategy's
-    default source would give them: one pass, shuffled with ``generator``) plus
-    ``min(batch_size_mem, memory size)`` distinct samples drawn uniformly from the
-    whole memory with ``memory_generator`` (nothing while the memory is empty).
-    During the first pass, after each step the stream samples of the batch are
-    stored: through ``update_from_batch`` for a
-    :class:`~clreplay.replay.streaming.StreamingStoragePolicy`, otherwise by
-    calling the policy with the batch as a tiny experience. Later passes (more
-    than one epoch) replay without storing, so each sample is offered once.
-    ``memory_transform`` is applied to the stacked memory samples only.
-    """
-
-    def __init__(
-        self,
-        strategy,
-        storage_policy: StoragePolicy,
-        batch_size: int,
-        batch_size_mem: int,
-        *,
-        memory_generator: torch.Generator,
-        memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
-        shuffle: bool = True,
-        generator: Optional[torch.Generator] = None,
-    ) -> None:
-        self.strategy = strategy
-        self.experience: Experience = strategy.experience
-        self.current: ClassificationDataset = self.experience.dataset
-        self.storage_policy = storage_policy
-        self.batch_size = check_positive_int("batch_size", batch_size)
-        self.batch_size_mem = check_positive_int("batch_size_mem", batch_size_mem)
-        self.memory_generator = memory_generator
-        self.memory_transform = check_memory_transform(memory_transform)
-        self.shuffle, self.generator = shuffle, generator
-        self.passes = 0  # completed passes over the experience
-
-    def __len__(self) -> int:
-        return -(-len(self.current) // self.batch_size)
-
-    def _memory(self) -> Optional[ClassificationDataset]:
-        groups = [g for g in self.storage_policy.replay_groups().values() if len(g) > 0]
-        return ClassificationDataset.concat(groups) if groups else None
-
-    def _store(self, x: Tensor, y: Tensor, t: Tensor, positions: Tensor) -> None:
-        policy = self.storage_policy
-        if isinstance(policy, StreamingStoragePolicy):
-            policy.update_from_batch(self.strategy, x, y, t)
-            return
-        exp = self.experience
-        batch = Experience(
-            self.current.subset(positions), exp.current_experience,
-            sorted(set(y.tolist())), exp.task_label,
-        )
-        policy(_BatchAsExperience(self.strategy, batch))
-
-    def __iter__(self) -> Iterator[Batch]:
-        cur, c, k = self.current, self.batch_size, self.batch_size_mem
-        n = len(cur)
-        order = epoch_order(n, shuffle=self.shuffle, generator=self.generator)
-        rows = cur.storage_rows(order.to(cur.device))
-        cur_y, cur_t = cur.labels_from_rows(rows)
-        store = self.passes == 0
-        transform, g = self.memory_transform, self.memory_generator
-        mem = self._memory()
-        for s in range(0, n, c):
-            x = cur.x_from_rows(rows[s : s + c])
-            y, t = cur_y[s : s + c], cur_t[s : s + c]
-            if mem is None:
-                yield x, y, t
-            else:
-                pos = sample_without_replacement(len(mem), k, g)
-                mem_rows = mem.storage_rows(pos.to(mem.device) if mem.device != pos.device else pos)
-                xm = mem.x_from_rows(mem_rows)
-                ym, tm = mem.labels_from_rows(mem_rows)
-                if transform is not None:
-                    xm = apply_memory_transform(transform, xm)
-                yield torch.cat((x, xm)), torch.cat((y, ym)), torch.cat((t, tm))
-            # Resumed when the loop wants the next batch: the step on this one is done.
-            if store:
-                self._store(x, y, t, order[s : s + c])
-                mem = self._memory()
-        self.passes += 1
 
 
 class OnlineReplayPlugin(Seeded, StrategyPlugin):
@@ -138,7 +29,9 @@ class OnlineReplayPlugin(Seeded, StrategyPlugin):
     ``train_mb_size`` samples plus ``batch_size_mem`` samples drawn from the
     memory; after the step the incoming samples are offered to the storage
     policy, so replay starts with the second step of the first experience.
-    See :class:`OnlineReplayBatchSource` for the exact batch composition.
+    See :class:`~clreplay.replay.mixing.online.OnlineReplayBatchSource` for the
+    exact batch composition. A method that stores more than samples overrides
+    :meth:`stream_extras` (e.g. DER returns the logits of the stream samples).
 
     Parameters
     ----------
@@ -187,26 +80,32 @@ class OnlineReplayPlugin(Seeded, StrategyPlugin):
         self._init_seed(seed)
         self._source: Optional[OnlineReplayBatchSource] = None
 
+    def setup(self, context) -> None:
+        """Take the run's seed for the memory draws; hand it to the storage policy."""
+        super().setup(context)
+        self.storage_policy.setup(context)
+
     @property
     def ext_mem(self):
         """The memory: the storage policy's dict from group key to stored samples."""
         return self.storage_policy.ext_mem
 
-    def before_training_exp(self, strategy, shuffle: bool = True, **kwargs):
+    def before_training_exp(self, strategy, **kwargs):
         """Make the strategy train on stream batches plus memory, storing as it goes."""
-        self.storage_policy.resolve_seed(strategy.seed)
-        self.resolve_seed(strategy.seed)
         self._source = OnlineReplayBatchSource(
             strategy,
             self.storage_policy,
-            strategy.train_mb_size,
             self.batch_size_mem or strategy.train_mb_size,
             memory_generator=self.generator,
             memory_transform=self.memory_transform,
-            shuffle=shuffle,
-            generator=strategy.generator,
+            stream_extras=self.stream_extras,
         )
         strategy.batch_source = self._source
+
+    def stream_extras(self, strategy, n: int) -> Optional[Dict[str, Tensor]]:
+        """Extra columns for the ``n`` stream samples just trained on (the first ``n``
+        rows of ``strategy.mb``), stored with them; None: computed by the columns' fill."""
+        return None
 
     def after_training_exp(self, strategy, **kwargs):
         """Store the experience at once if it was never streamed (``train_epochs=0``)."""

@@ -7,10 +7,10 @@ from typing import Callable, Optional
 from torch import Tensor
 
 from clreplay._validation import check_optional_positive_int, check_positive_int
-from clreplay.replay.batching import ReplayBatchSource
-from clreplay.replay.experience_balanced import ExperienceBalancedStoragePolicy
-from clreplay.replay.mixing import check_memory_transform, group_by_task
-from clreplay.replay.storage import StoragePolicy, check_storage_policy
+from clreplay.replay.mixing.balanced import AppendMemoryBatchSource, ReplayBatchSource
+from clreplay.replay.mixing.draws import check_memory_transform, group_by_task
+from clreplay.replay.policies.base import StoragePolicy, check_storage_policy
+from clreplay.replay.policies.experience_balanced import ExperienceBalancedStoragePolicy
 from clreplay.training.plugin import StrategyPlugin
 
 
@@ -33,15 +33,20 @@ class ReplayPlugin(StrategyPlugin):
         Its ``mem_size`` must equal ``mem_size``; the plugin shares its ``ext_mem``.
     batch_size_mem: if set, each mini-batch is ``train_mb_size`` current samples
         plus ``batch_size_mem`` memory samples (split evenly over the memory's
-        experiences) instead of ``train_mb_size`` samples balanced over experiences.
+        experiences, and never more than the memory holds: no sample is repeated in
+        a batch) instead of ``train_mb_size`` samples balanced over experiences.
     memory_transform: a callable applied to the stacked memory samples of each
         mini-batch only (e.g. augmentation of replayed samples); current samples
         are never passed to it.
     task_balanced: balance the memory part of each mini-batch over task labels
         (the memory regrouped by task label) instead of over experiences.
 
-    Policies and selection strategies created without a seed get one derived
-    from the strategy's seed, so one seed fixes the whole run.
+    Policies and selection strategies created without a seed draw from the run's
+    seed (handed over once, through :meth:`setup`), so one seed fixes the whole run.
+
+    A strategy that builds its own batch source (overrides
+    ``make_train_batch_source``) keeps it: each of its batches is followed by
+    memory samples (:class:`~clreplay.replay.mixing.balanced.AppendMemoryBatchSource`).
 
     Example
     -------
@@ -85,27 +90,32 @@ class ReplayPlugin(StrategyPlugin):
         """The memory: the storage policy's dict from group key to stored samples."""
         return self.storage_policy.ext_mem
 
+    def setup(self, context) -> None:
+        """Hand the run context to the storage policy (and its selection strategy)."""
+        self.storage_policy.setup(context)
+
     def before_training_exp(self, strategy, num_workers: int = 0, shuffle: bool = True, **kwargs):
-        """Make the strategy's mini-batches mix the current data with the memory."""
-        self.storage_policy.resolve_seed(strategy.seed)
+        """Make the strategy's mini-batches mix the current data with the memory.
+
+        (``num_workers`` is the spec's parameter; batches are gathered by tensor
+        indexing in the training process, so no worker is started.)
+        """
         groups = self.storage_policy.replay_groups()
         if not groups:
             return
         if self.task_balanced:
             groups = group_by_task(list(groups.values()))
-        strategy.batch_source = ReplayBatchSource(
-            strategy.experience.dataset,
-            list(groups.values()),
-            strategy.train_mb_size,
-            batch_size_mem=self.batch_size_mem,
-            shuffle=shuffle,
-            generator=strategy.generator,
-            memory_transform=self.memory_transform,
-        )
+        options = dict(batch_size_mem=self.batch_size_mem, shuffle=shuffle, generator=strategy.generator,
+                       memory_transform=self.memory_transform, store=self.storage_policy.store)
+        if strategy.uses_default_batch_source():
+            source = ReplayBatchSource(strategy.experience.dataset, list(groups.values()),
+                                       strategy.train_mb_size, **options)
+        else:
+            source = AppendMemoryBatchSource(strategy.batch_source, list(groups.values()), **options)
+        strategy.batch_source = source
 
     def after_training_exp(self, strategy, **kwargs):
         """Store samples of the experience just trained on."""
-        self.storage_policy.resolve_seed(strategy.seed)
         self.storage_policy(strategy)
 
     def state_dict(self) -> dict:

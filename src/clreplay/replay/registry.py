@@ -1,64 +1,62 @@
-"""Storage policies and selection strategies looked up by name (for the command line)."""
+"""Storage policies and selection strategies looked up by name (the command line, reports).
+
+Each component class describes itself (``name``, ``summary``, ``options``,
+``needs_model``: :class:`~clreplay.components.Described`); the tables below only
+list the classes, so a new policy is one class plus one line here.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional, Type
 
 from torch import nn
 
 from clreplay._validation import check_choice
-from clreplay.replay.class_balanced import ClassBalancedStoragePolicy
-from clreplay.replay.experience_balanced import ExperienceBalancedStoragePolicy
-from clreplay.replay.parametric import ParametricStoragePolicy
-from clreplay.replay.reservoir import ReservoirSamplingStoragePolicy
+from clreplay.replay.policies import (
+    ClassBalancedStoragePolicy,
+    ExperienceBalancedStoragePolicy,
+    ParametricStoragePolicy,
+    ReservoirSamplingStoragePolicy,
+    StoragePolicy,
+)
 from clreplay.replay.selection import (
     ClassExemplarsSelectionStrategy,
     ClosestToCenterSelectionStrategy,
+    EntropySelectionStrategy,
+    FeatureBasedExemplarsSelectionStrategy,
     HerdingSelectionStrategy,
+    MarginSelectionStrategy,
     RandomExemplarsSelectionStrategy,
 )
-from clreplay.replay.storage import StoragePolicy
-from clreplay.replay.uncertainty import EntropySelectionStrategy, MarginSelectionStrategy
 
-_SELECTIONS: Dict[str, Callable[..., ClassExemplarsSelectionStrategy]] = {
-    "random": lambda model, layer_name, seed: RandomExemplarsSelectionStrategy(seed=seed),
-    "herding": lambda model, layer_name, seed: HerdingSelectionStrategy(model, layer_name),
-    "closest": lambda model, layer_name, seed: ClosestToCenterSelectionStrategy(model, layer_name),
-    "entropy": lambda model, layer_name, seed: EntropySelectionStrategy(),
-    "margin": lambda model, layer_name, seed: MarginSelectionStrategy(),
-}
+POLICIES: Dict[str, Type[StoragePolicy]] = {cls.name: cls for cls in (
+    ExperienceBalancedStoragePolicy,
+    ClassBalancedStoragePolicy,
+    ReservoirSamplingStoragePolicy,
+    ParametricStoragePolicy,
+)}
 
-#: Selections that read the strategy's model at selection time, not a given one.
-_SELECTIONS_WITHOUT_MODEL = {"random", "entropy", "margin"}
-
-_POLICIES: Dict[str, Callable[..., StoragePolicy]] = {
-    "experience": lambda mem_size, selection, seed, **options: ExperienceBalancedStoragePolicy(
-        {}, mem_size, seed=seed
-    ),
-    "class": lambda mem_size, selection, seed, **options: ClassBalancedStoragePolicy(
-        {}, mem_size, selection_strategy=selection, seed=seed
-    ),
-    "reservoir": lambda mem_size, selection, seed, **options: ReservoirSamplingStoragePolicy(
-        {}, mem_size, seed=seed, **options
-    ),
-    "parametric": lambda mem_size, selection, seed, **options: ParametricStoragePolicy(
-        {}, mem_size, selection_strategy=selection, seed=seed, **options
-    ),
-}
+SELECTIONS: Dict[str, Type[ClassExemplarsSelectionStrategy]] = {cls.name: cls for cls in (
+    RandomExemplarsSelectionStrategy,
+    HerdingSelectionStrategy,
+    ClosestToCenterSelectionStrategy,
+    EntropySelectionStrategy,
+    MarginSelectionStrategy,
+)}
 
 #: Policies that order their samples with a selection strategy.
-POLICIES_WITH_SELECTION = {"class", "parametric"}
+POLICIES_WITH_SELECTION = {name for name, cls in POLICIES.items() if cls.uses_selection}
 
 #: Keyword options beyond mem_size, selection and seed, by policy.
-POLICY_OPTIONS = {"reservoir": {"memmap_dir"}, "parametric": {"groupby", "memmap_dir"}}
+POLICY_OPTIONS = {name: set(cls.options) for name, cls in POLICIES.items()}
 
 
 def list_policies() -> List[str]:
-    return sorted(_POLICIES)
+    return sorted(POLICIES)
 
 
 def list_selections() -> List[str]:
-    return sorted(_SELECTIONS)
+    return sorted(SELECTIONS)
 
 
 def make_selection_strategy(
@@ -66,9 +64,14 @@ def make_selection_strategy(
 ) -> ClassExemplarsSelectionStrategy:
     """The selection strategy registered as ``name`` (feature-based ones need ``model``)."""
     check_choice("selection", name, list_selections())
-    if name not in _SELECTIONS_WITHOUT_MODEL and model is None:
-        raise ValueError(f"selection {name!r} needs a model to compute features, got model=None")
-    return _SELECTIONS[name](model, layer_name, seed)
+    cls = SELECTIONS[name]
+    if issubclass(cls, FeatureBasedExemplarsSelectionStrategy):  # features of a given model
+        if model is None:
+            raise ValueError(f"selection {name!r} needs a model to compute features, got model=None")
+        return cls(model, layer_name)
+    if cls is RandomExemplarsSelectionStrategy:
+        return cls(seed=seed)
+    return cls()
 
 
 def make_storage_policy(
@@ -91,7 +94,7 @@ def make_storage_policy(
     """
     check_choice("policy", name, list_policies())
     options = {key: value for key, value in options.items() if value is not None}
-    allowed = POLICY_OPTIONS.get(name, set())
+    allowed = POLICY_OPTIONS[name]
     for key in options:
         if key not in allowed:
             takers = sorted(p for p, keys in POLICY_OPTIONS.items() if key in keys)
@@ -99,4 +102,7 @@ def make_storage_policy(
                 f"{key} applies to the {' and '.join(repr(p) for p in takers) or 'no'} "
                 f"policies, got {key}={options[key]!r} with policy {name!r}"
             )
-    return _POLICIES[name](mem_size, selection, seed, **options)
+    cls = POLICIES[name]
+    if cls.uses_selection and selection is not None:
+        options["selection_strategy"] = selection
+    return cls({}, mem_size, seed=seed, **options)

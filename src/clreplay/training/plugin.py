@@ -43,6 +43,10 @@ class StrategyPlugin:
     ...         self.count += 1
     """
 
+    def setup(self, context) -> None:
+        """Called once by the strategy with its :class:`~clreplay.training.RunContext`
+        (seed, rank, world size); a plugin passes it on to the components it owns."""
+
     def state_dict(self) -> dict:
         """The plugin's state for a checkpoint (stateless plugins return ``{}``)."""
         return {}
@@ -66,13 +70,15 @@ for _hook in HOOKS:
 
 
 def _misspelled_hooks(plugin: StrategyPlugin) -> List[Tuple[str, List[str]]]:
-    """Public methods that look like hooks but are not one (e.g. ``befor_training_exp``)."""
+    """Public methods named like a hook but not one: near misses of a hook's name
+    (e.g. ``befor_training_exp``). Other methods, ``after_my_step`` included, are
+    the plugin's own business."""
     found = []
     for name in dir(type(plugin)):
         if name.startswith("_") or name in HOOKS or hasattr(StrategyPlugin, name):
             continue
         close = difflib.get_close_matches(name, HOOKS, n=1, cutoff=0.85)
-        if close or name.startswith(("before_", "after_")):
+        if close:
             found.append((name, close))
     return found
 
@@ -86,9 +92,9 @@ def check_plugin(plugin, index: int) -> None:
     bad = _misspelled_hooks(plugin)
     if bad:
         name, close = bad[0]
-        hint = f"; did you mean {close[0]!r}?" if close else f"; hooks are: {', '.join(HOOKS)}"
         raise ValueError(
-            f"plugins[{index}] ({type(plugin).__name__}) defines {name!r}, which is not a hook{hint}"
+            f"plugins[{index}] ({type(plugin).__name__}) defines {name!r}, which is not a hook; "
+            f"did you mean {close[0]!r}? (rename it if it is not meant as a hook)"
         )
 
 

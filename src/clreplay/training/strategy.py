@@ -17,6 +17,8 @@ from clreplay._validation import (
 )
 from clreplay.benchmarks.experience import Experience
 from clreplay.data.batching import BatchSource, DatasetBatchSource
+from clreplay.data.minibatch import MiniBatch
+from clreplay.training.context import RunContext
 from clreplay.training.plugin import StrategyPlugin, build_dispatch, check_plugin
 
 
@@ -51,7 +53,9 @@ class BaseStrategy:
     Parameters
     ----------
     model, optimizer: the network and its optimiser.
-    criterion: the loss; ``nn.CrossEntropyLoss()`` when None.
+    criterion: the loss function ``criterion(output, y)``, kept as ``loss_fn``;
+        ``nn.CrossEntropyLoss()`` when None. (The method :meth:`criterion` is the
+        loss of the current batch: the seam a method overrides.)
     train_mb_size: mini-batch size in training (>= 1).
     train_epochs: epochs per experience (>= 0; 0 trains nothing but still fires the
         experience hooks, so replay memories are filled).
@@ -61,12 +65,23 @@ class BaseStrategy:
     evaluator: a plugin that gathers metrics; it is called after the other plugins.
     seed: seeds the generator that shuffles the data (None means 0): the same seed
         gives the same batches and, with the same initial model, the same weights.
+    context: the run context (seed, rank, world size) handed to every plugin once,
+        through ``plugin.setup(context)``; by default ``RunContext(seed=seed)``.
 
     During training ``experience``, ``model``, ``optimizer``, ``device``, ``clock`` and,
-    inside an iteration, ``mb_x``, ``mb_y``, ``mb_task_id``, ``mb_output`` and ``loss``
-    describe where the loop is. ``batch_source`` is the :class:`BatchSource` iterated
-    by each epoch of the current experience; a plugin may replace it in
-    ``before_training_exp`` (replay mixes its memory in that way).
+    inside an iteration, ``mb`` (the :class:`~clreplay.data.MiniBatch`: ``x``, ``y``,
+    ``t``, which rows came from a memory, their store rows and extra columns; also
+    read as ``mb_x``, ``mb_y``, ``mb_task_id``), ``mb_output`` and ``loss`` describe
+    where the loop is. ``batch_source`` is the :class:`BatchSource` iterated by each
+    epoch of the current experience; one plugin may replace it in
+    ``before_training_exp`` (replay mixes its memory in that way): a second
+    replacement in the same experience is an error unless the new source extends
+    the current one (its ``wraps`` attribute is the current source).
+
+    The seams a method overrides: :meth:`criterion` (the loss of the current batch),
+    :meth:`forward` (the model's output in training), :meth:`predict` (the class
+    scores every evaluation and uncertainty-based selection use) and
+    :meth:`make_train_batch_source`.
 
     Example
     -------
@@ -94,6 +109,7 @@ class BaseStrategy:
         plugins: Optional[Sequence[StrategyPlugin]] = None,
         evaluator: Optional[StrategyPlugin] = None,
         seed: Optional[int] = None,
+        context: Optional[RunContext] = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -111,8 +127,13 @@ class BaseStrategy:
         except (RuntimeError, TypeError) as err:
             raise ValueError(f"device must name a torch device, got {device!r}") from err
         self.seed = check_seed("seed", seed)
+        if context is not None and not isinstance(context, RunContext):
+            raise TypeError(f"context must be a RunContext or None, got {type(context).__name__}")
+        if context is not None and self.seed is not None and context.seed != self.seed:
+            raise ValueError(f"seed ({self.seed}) must equal context.seed ({context.seed}) when both are given")
         if self.seed is None:
-            self.seed = 0
+            self.seed = 0 if context is None else context.seed
+        self.context = RunContext(seed=self.seed) if context is None else context
         if isinstance(plugins, StrategyPlugin) or not isinstance(plugins, (Sequence, type(None))):
             raise TypeError(
                 f"plugins must be a sequence of StrategyPlugin or None, got {type(plugins).__name__}"
@@ -130,20 +151,81 @@ class BaseStrategy:
 
         self.model = model.to(self.device)
         self.optimizer = optimizer
-        self.criterion = nn.CrossEntropyLoss() if criterion is None else criterion
+        self.loss_fn = nn.CrossEntropyLoss() if criterion is None else criterion
         self.generator = make_generator(self.seed)
         self.clock = Clock()
         self.is_training = False
         self.experience: Optional[Experience] = None
-        self.batch_source: Optional[BatchSource] = None
-        self.mb_x: Optional[Tensor] = None
-        self.mb_y: Optional[Tensor] = None
-        self.mb_task_id: Optional[Tensor] = None
+        self._batch_source: Optional[BatchSource] = None
+        self._batch_source_replaced = False
+        self.mb: Optional[MiniBatch] = None
         self.mb_output: Optional[Tensor] = None
         self.loss: Optional[Tensor] = None
         # Sum of the epoch's detached losses, kept on the device: reading it
         # every iteration would force a host sync.
         self.epoch_loss_sum: Tensor = torch.zeros((), device=self.device)
+
+        for plugin in plugins:
+            plugin.setup(self.context)
+
+    # -------------------------------------------------------- the mini-batch
+    @property
+    def mb_x(self) -> Optional[Tensor]:
+        """The samples of the current mini-batch (``mb.x``)."""
+        return None if self.mb is None else self.mb.x
+
+    @mb_x.setter
+    def mb_x(self, value: Tensor) -> None:
+        self._mb().x = value
+
+    @property
+    def mb_y(self) -> Optional[Tensor]:
+        """The class labels of the current mini-batch (``mb.y``)."""
+        return None if self.mb is None else self.mb.y
+
+    @mb_y.setter
+    def mb_y(self, value: Tensor) -> None:
+        self._mb().y = value
+
+    @property
+    def mb_task_id(self) -> Optional[Tensor]:
+        """The task labels of the current mini-batch (``mb.t``)."""
+        return None if self.mb is None else self.mb.t
+
+    @mb_task_id.setter
+    def mb_task_id(self, value: Tensor) -> None:
+        self._mb().t = value
+
+    def _mb(self) -> MiniBatch:
+        if self.mb is None:
+            raise ValueError("there is no current mini-batch outside an iteration; set strategy.mb first")
+        return self.mb
+
+    # ----------------------------------------------------------- batch source
+    @property
+    def batch_source(self) -> Optional[BatchSource]:
+        """What each epoch of the current experience iterates over."""
+        return self._batch_source
+
+    @batch_source.setter
+    def batch_source(self, source: BatchSource) -> None:
+        if not isinstance(source, BatchSource):
+            raise TypeError(f"batch_source must be a BatchSource, got {type(source).__name__}")
+        current = self._batch_source
+        if self._batch_source_replaced and getattr(source, "wraps", None) is not current:
+            raise ValueError(
+                f"batch_source was already replaced in this experience by a {type(current).__name__}; "
+                f"got a {type(source).__name__} that does not extend it: two plugins cannot both "
+                "replace the batch source (give the new source a 'wraps' attribute holding the "
+                "current one to compose them)"
+            )
+        self._batch_source = source
+        self._batch_source_replaced = True
+
+    def uses_default_batch_source(self) -> bool:
+        """True unless a subclass overrides :meth:`make_train_batch_source` (replay then
+        extends the strategy's own batches instead of building its own)."""
+        return type(self).make_train_batch_source is BaseStrategy.make_train_batch_source
 
     # ------------------------------------------------------------------ hooks
     def _fire(self, hook: str, **kwargs) -> None:
@@ -186,7 +268,8 @@ class BaseStrategy:
         self.experience = experience
         self.clock.train_exp_epochs = 0
         self.clock.train_exp_iterations = 0
-        self.batch_source = self.make_train_batch_source(experience)
+        self._batch_source = self.make_train_batch_source(experience)
+        self._batch_source_replaced = False
         self._fire("before_training_exp", **kwargs)
         for _ in range(self.train_epochs):
             self._train_epoch(**kwargs)
@@ -197,17 +280,16 @@ class BaseStrategy:
         self.epoch_loss_sum = torch.zeros((), device=self.device)
         self._fire("before_training_epoch", **kwargs)
         device, clock = _indexed(self.device), self.clock
-        for x, y, t in self.batch_source:
+        for batch in self._batch_source:
+            mb = batch if type(batch) is MiniBatch else MiniBatch.of(batch)
             # Batch sources over data on the device yield it there: skip the no-op moves.
-            if x.device != device or y.device != device or t.device != device:
-                x = x.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
-                t = t.to(device, non_blocking=True)
-            self.mb_x, self.mb_y, self.mb_task_id = x, y, t
+            if mb.x.device != device or mb.y.device != device or mb.t.device != device:
+                mb = mb.to(device)
+            self.mb = mb
             self.training_step(**kwargs)
             clock.train_iterations += 1
             clock.train_exp_iterations += 1
-            clock.train_samples += y.shape[0]
+            clock.train_samples += mb.y.shape[0]
         self.clock.train_exp_epochs += 1
         self._fire("after_training_epoch", **kwargs)
 
@@ -224,7 +306,7 @@ class BaseStrategy:
         self.mb_output = self.forward()
         for hook in hooks["after_forward"]:
             hook(self, **kwargs)
-        self.loss = self.criterion(self.mb_output, self.mb_y)
+        self.loss = self.criterion()
         for hook in hooks["before_backward"]:
             hook(self, **kwargs)
         self.loss.backward()
@@ -241,7 +323,24 @@ class BaseStrategy:
 
     def forward(self) -> Tensor:
         """The model's output on the current mini-batch (override for multi-head models)."""
-        return self.model(self.mb_x)
+        return self.model(self.mb.x)
+
+    def criterion(self) -> Tensor:
+        """The loss of the current mini-batch: ``loss_fn(mb_output, mb_y)``.
+
+        The seam a rehearsal method overrides or extends (e.g. DER adds a term on
+        the replayed rows, ``self.mb.from_memory``).
+        """
+        return self.loss_fn(self.mb_output, self.mb.y)
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Class scores for samples ``x``; the predicted class is their argmax.
+
+        The one prediction rule: :meth:`eval` (and so the evaluator) and
+        uncertainty-based selection use it. Default: the model's output; iCaRL's
+        nearest-mean-of-exemplars classifier overrides it.
+        """
+        return self.model(x)
 
     # ------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -259,8 +358,8 @@ class BaseStrategy:
                 f"stream must be an Experience or an iterable of them, got {type(stream).__name__}"
             )
         stream = [_check_experience(e) for e in stream]
-        saved = (self.experience, self.batch_source, self.model.training)
-        saved_mb = (self.mb_x, self.mb_y, self.mb_task_id, self.mb_output, self.loss)
+        saved = (self.experience, self._batch_source, self.model.training)
+        saved_mb = (self.mb, self.mb_output, self.loss)
         self.model.eval()
         results: Dict[int, float] = {}
         self._fire("before_eval", **kwargs)
@@ -277,19 +376,19 @@ class BaseStrategy:
                     x = x.to(device, non_blocking=True)
                     y = y.to(device, non_blocking=True)
                     t = t.to(device, non_blocking=True)
-                self.mb_x, self.mb_y, self.mb_task_id = x, y, t
+                self.mb = MiniBatch(x, y, t)
                 for hook in before:
                     hook(self, **kwargs)
-                self.mb_output = self.forward()
-                correct += (self.mb_output.argmax(dim=1) == self.mb_y).sum()
+                self.mb_output = self.predict(self.mb.x)
+                correct += (self.mb_output.argmax(dim=1) == self.mb.y).sum()
                 for hook in after:
                     hook(self, **kwargs)
             n = len(experience.dataset)
             results[experience.current_experience] = correct.item() / n if n else float("nan")
             self._fire("after_eval_exp", **kwargs)
         self._fire("after_eval", **kwargs)
-        self.experience, self.batch_source, training = saved
-        self.mb_x, self.mb_y, self.mb_task_id, self.mb_output, self.loss = saved_mb
+        self.experience, self._batch_source, training = saved
+        self.mb, self.mb_output, self.loss = saved_mb
         self.model.train(training)
         return results
 

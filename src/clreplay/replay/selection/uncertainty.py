@@ -1,9 +1,10 @@
 """Exemplar selection by the model's uncertainty: predictive entropy and logit margin.
 
-Both strategies read the model the strategy trains (``strategy.model``), run it
-over the samples in eval mode without gradients, in batches of
-``strategy.eval_mb_size`` on ``strategy.device``, restore its mode, and keep the
-samples the model is least sure about first.
+Both strategies score the samples with the strategy's prediction rule
+(``strategy.predict``, the model's outputs by default; ``strategy.model`` alone
+when the strategy has no ``predict``), in eval mode without gradients, in batches
+of ``strategy.eval_mb_size`` on ``strategy.device``, and keep the samples the
+model is least sure about first.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from clreplay.data.dataset import ClassificationDataset
-from clreplay.replay.selection import ClassExemplarsSelectionStrategy
+from clreplay.replay.selection.base import ClassExemplarsSelectionStrategy
+from clreplay.replay.selection.features import extract_features
 
 
 def _check_logits(logits: Tensor, *, min_classes: int = 1) -> Tensor:
@@ -58,38 +60,26 @@ def margin_order(logits: Tensor) -> List[int]:
 
 
 class OutputBasedSelectionStrategy(ClassExemplarsSelectionStrategy, ABC):
-    """Base class to order exemplars by the outputs of ``strategy.model``.
+    """Base class to order exemplars by the outputs of the strategy's prediction rule.
 
-    The outputs (logits) of every sample are computed in eval mode without
-    gradients, in batches of ``strategy.eval_mb_size`` on ``strategy.device``;
-    the model's mode is restored afterwards.
+    The outputs (class scores) of every sample come from ``strategy.predict`` if the
+    strategy has one, else from ``strategy.model`` (see
+    :func:`~clreplay.replay.selection.features.extract_features`).
     """
 
-    @torch.no_grad()
+    needs_model = True
+
     def compute_outputs(self, strategy, data: ClassificationDataset) -> Tensor:
-        """The model's outputs for every sample of ``data``, one row per sample."""
-        if not isinstance(data, ClassificationDataset):
-            raise TypeError(f"data must be a ClassificationDataset, got {type(data).__name__}")
+        """The class scores of every sample of ``data``, one row per sample."""
         model = getattr(strategy, "model", None)
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"strategy must have a 'model' attribute holding a torch.nn.Module, got "
                 f"{type(strategy).__name__} with model={type(model).__name__}"
             )
-        device = torch.device(getattr(strategy, "device", "cpu"))
-        batch_size = getattr(strategy, "eval_mb_size", None) or max(len(data), 1)
-        was_training = model.training
-        model.eval()
-        try:
-            chunks = []
-            for start in range(0, len(data), batch_size):
-                x, _, _ = data.get_batch(torch.arange(start, min(start + batch_size, len(data))))
-                chunks.append(model(x.to(device)).flatten(start_dim=1))
-        finally:
-            model.train(was_training)
-        if not chunks:
-            return torch.empty(0, 0, device=device)
-        return torch.cat(chunks)
+        return extract_features(model, data, forward=getattr(strategy, "predict", None),
+                                device=getattr(strategy, "device", "cpu"),
+                                batch_size=getattr(strategy, "eval_mb_size", None))
 
     def make_sorted_indices(self, strategy, data: ClassificationDataset) -> List[int]:
         outputs = self.compute_outputs(strategy, data)
@@ -105,6 +95,9 @@ class OutputBasedSelectionStrategy(ClassExemplarsSelectionStrategy, ABC):
 class EntropySelectionStrategy(OutputBasedSelectionStrategy):
     """Keep the samples with the highest predictive entropy first (see :func:`entropy_order`)."""
 
+    name = "entropy"
+    summary = "EntropySelectionStrategy: highest predictive entropy first"
+
     def make_sorted_indices_from_outputs(self, logits: Tensor) -> List[int]:
         return entropy_order(logits)
 
@@ -112,6 +105,9 @@ class EntropySelectionStrategy(OutputBasedSelectionStrategy):
 class MarginSelectionStrategy(OutputBasedSelectionStrategy):
     """Keep the samples with the smallest margin between the two top logits first
     (see :func:`margin_order`)."""
+
+    name = "margin"
+    summary = "MarginSelectionStrategy: smallest top-2 logit margin first"
 
     def make_sorted_indices_from_outputs(self, logits: Tensor) -> List[int]:
         return margin_order(logits)

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 
 from torch import Tensor
 
-from clreplay.replay.storage import StoragePolicy
+from clreplay.replay.policies.base import StoragePolicy
 
 
 class StreamingStoragePolicy(StoragePolicy, ABC):
@@ -20,9 +20,11 @@ class StreamingStoragePolicy(StoragePolicy, ABC):
     """
 
     @abstractmethod
-    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor) -> None:
+    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor, *, extras=None) -> None:
         """Store from the samples ``x`` (labels ``y``, task labels ``t``) of a mini-batch.
 
         ``strategy.experience`` is the experience they come from (its
-        ``current_experience`` is their provenance).
+        ``current_experience`` is their provenance). ``extras`` maps extra columns of
+        the store to their values for these samples (one row each), e.g. the logits
+        the model gave them; columns it does not name are computed by their ``fill``.
         """

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from clreplay.data.dataset import Batch, ClassificationDataset
-from clreplay.replay.slab import Slab
-from clreplay.replay.storage import experience_of
-from clreplay.replay.streaming import StreamingStoragePolicy
+from clreplay.data.dataset import ClassificationDataset
+from clreplay.replay.policies.base import experience_of
+from clreplay.replay.policies.streaming import StreamingStoragePolicy
 
 #: Up to this many draws, the reservoir decides sample by sample in Python: for a
 #: mini-batch of ten, a few list operations cost less than a dozen tensor ops.
@@ -29,8 +28,9 @@ class ReservoirSamplingStoragePolicy(StreamingStoragePolicy):
     is in memory with probability ``mem_size / n`` (Vitter's algorithm R), and
     feeding a stream in one piece or in mini-batches gives the same memory.
 
-    The memory is one group, ``ext_mem[0]``: a view of ``mem_size`` preallocated
-    rows updated in place (in RAM, or in memory-mapped files in ``memmap_dir``).
+    The memory is one group, ``ext_mem[0]``: a view of the store's rows
+    ``0..filled-1``, overwritten in place (in RAM, where rows are allocated as the
+    memory fills, or in memory-mapped files in ``memmap_dir``).
 
     Parameters
     ----------
@@ -53,61 +53,49 @@ class ReservoirSamplingStoragePolicy(StreamingStoragePolicy):
     (300, 10)
     """
 
+    name = "reservoir"
+    summary = "ReservoirSamplingStoragePolicy: a uniform sample of everything seen"
+
     def __init__(
         self, ext_mem: Dict, mem_size: int, *, seed: int | None = None, memmap_dir=None
     ) -> None:
-        super().__init__(ext_mem, mem_size, seed=seed)
-        self.memmap_dir = memmap_dir
-        self.n_seen = 0
+        super().__init__(ext_mem, mem_size, seed=seed, memmap_dir=memmap_dir)
         self._adopt()
 
     def _adopt(self) -> None:
-        """Move what ``ext_mem`` holds into a fresh slab, as the first samples seen."""
-        self._slab = Slab(self.mem_size, directory=self.memmap_dir)
-        self._filled = 0
-        groups = [g for g in self.ext_mem.values() if len(g) > 0]
-        self.ext_mem.clear()
-        if not groups:
-            return
-        data = ClassificationDataset.concat(groups)
-        if len(data) > self.mem_size:
-            raise ValueError(
-                f"ext_mem must hold at most mem_size ({self.mem_size}) samples, got {len(data)}"
-            )
-        self._slab.write(slice(0, len(data)), *data.get_batch(torch.arange(len(data))))
-        self._filled = len(data)
-        self.n_seen = max(self.n_seen, len(data))
-        self.ext_mem[0] = self._slab.prefix(self._filled)
+        """What ``ext_mem`` held (adopted by the store into rows ``0..n-1``, group after
+        group) becomes the one group: the first samples seen."""
+        total = sum(len(rows) for rows in self._stored_rows().values())
+        self._filled = self.n_seen = total
+        self._set_groups({0: torch.arange(total)} if total else {})
 
     # ------------------------------------------------------------------ updates
     def __call__(self, strategy, **kwargs) -> None:
         """Feed every sample of ``strategy.experience`` to the reservoir, in dataset order."""
-        data = experience_of(strategy).dataset
-        self._store(len(data), lambda pos: data.get_batch(pos))
+        experience = experience_of(strategy)
+        self._store(strategy, experience.dataset, experience.current_experience)
 
-    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor) -> None:
+    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor, *, extras=None) -> None:
         """Feed the samples of one mini-batch to the reservoir, in order."""
-        if len(x) <= self.mem_size - self.n_seen:  # still filling: one slice copy
-            start = self.n_seen
-            self._slab.write(slice(start, start + len(x)), x, y, t)
-            self.n_seen += len(x)
-            self._filled = self.n_seen
-            self.ext_mem[0] = self._slab.prefix(self._filled)
-            return
-        self._store(len(x), lambda pos: (x[pos], y[pos], t[pos]))
+        experience = experience_of(strategy)
+        self._store(strategy, (x, y, t), experience.current_experience, extras)
 
-    def _store(self, n: int, read: Callable[[Tensor], Batch]) -> None:
+    def _store(self, strategy, data, origin: int, extras=None) -> None:
+        n = len(data) if isinstance(data, ClassificationDataset) else len(data[0])
         fill = min(max(self.mem_size - self.n_seen, 0), n)
         if fill:
-            self._slab.write(slice(self._filled, self._filled + fill), *read(torch.arange(fill)))
+            self._write(torch.arange(self._filled, self._filled + fill), data, torch.arange(fill),
+                        origin, strategy, extras)
             self._filled += fill
         drawn = self._draw(self.n_seen + fill, n - fill)
-        if drawn is not None:
-            positions, rows = drawn
-            self._slab.write(rows, *read(positions + fill))
+        if drawn is not None:  # after the fill: a row drawn twice ends with the later sample
+            self._write(drawn[1], data, drawn[0] + fill, origin, strategy, extras)
         self.n_seen += n
-        if fill:
-            self.ext_mem[0] = self._slab.prefix(self._filled)
+        if self.store.allocated and (fill or self.ext_mem[0].storage is not self.store.columns["x"]):
+            self._set_groups({0: torch.arange(self._filled)})
+
+    def _write(self, rows, data, positions, origin, strategy, extras) -> None:
+        self.store.write(rows, self.store.new_values(data, positions, origin, strategy, extras))
 
     def _draw(self, seen: int, count: int) -> Optional[Tuple[Tensor, Tensor]]:
         """Rows replaced by the next ``count`` samples after ``seen``: (positions, rows).
@@ -139,17 +127,9 @@ class ReservoirSamplingStoragePolicy(StreamingStoragePolicy):
         return kept[last], rows[last]
 
     # -------------------------------------------------------------- persistence
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        self._slab.release()  # copying read the rows through the mapping, if any
-        return state
-
     def _extra_state(self) -> dict:
         return {"n_seen": self.n_seen}
 
     def _load_extra_state(self, state: dict) -> None:
         self.n_seen = int(state["n_seen"])
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self._adopt()
+        self._filled = len(self.ext_mem[0]) if self.ext_mem else 0

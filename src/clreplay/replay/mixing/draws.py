@@ -1,4 +1,4 @@
-"""What replay mixes into a mini-batch: task groups, memory-only transforms, draws."""
+"""What replay mixes into a mini-batch: memory reads, task groups, memory-only transforms, draws."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.replay.storage.store import MemoryStore
 
 #: Memories up to this size are sampled with one permutation; larger ones by
 #: drawing indices and redrawing the rare repeats (a permutation would cost O(n)).
@@ -72,3 +73,37 @@ def sample_without_replacement(n: int, k: int, generator: torch.Generator) -> Te
         seen.add(v)
         out.append(v)
     return torch.tensor(out)
+
+
+class MemoryReader:
+    """Reads replayed samples from memory groups: in place in their store when they are
+    views of one (memory-mapped rows through the file, plus extra columns), else
+    through the joined dataset. ``memory_transform`` is applied to each stacked read.
+    """
+
+    def __init__(self, groups: Sequence[ClassificationDataset], store: Optional[MemoryStore],
+                 memory_transform: Optional[Callable[[Tensor], Tensor]] = None) -> None:
+        self.memory = ClassificationDataset.concat(list(groups))
+        self.store = store if store is not None and store.rows_of(self.memory) is not None else None
+        self.memory_transform = memory_transform
+        self._has_extras = self.store is not None and bool(self.store.extras)
+
+    def rows(self, positions: Tensor) -> Tensor:
+        """Storage rows (store rows when store-backed) of memory ``positions``."""
+        memory = self.memory
+        return memory.storage_rows(positions.to(memory.device))
+
+    def labels(self, rows: Tensor):
+        return self.memory.labels_from_rows(rows)
+
+    def x(self, rows: Tensor) -> Tensor:
+        x = self.store.read_x(rows) if self.store is not None else self.memory.x_from_rows(rows)
+        if self.memory_transform is not None:
+            x = apply_memory_transform(self.memory_transform, x)
+        return x
+
+    def store_rows(self, rows: Tensor) -> Optional[Tensor]:
+        return rows if self.store is not None else None
+
+    def extras(self, rows: Tensor) -> Dict[str, Tensor]:
+        return self.store.read_extras(rows) if self._has_extras else {}

@@ -1,8 +1,4 @@
-"""Exemplar selection strategies: in which order a class's samples are kept.
-
-A strategy returns a priority order over a dataset; a storage policy keeps a
-prefix of it, so the last indices are the first to be dropped.
-"""
+"""Selection by features: herding (iCaRL) and closest to the centre."""
 
 from __future__ import annotations
 
@@ -12,69 +8,12 @@ from typing import List
 import torch
 from torch import Tensor, nn
 
-from clreplay._seeding import Seeded
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.replay.selection.base import ClassExemplarsSelectionStrategy
+from clreplay.replay.selection.features import extract_features
 
 #: Above this many samples herding streams dot products instead of holding a Gram matrix.
 _GRAM_MAX_SAMPLES = 8192
-
-
-class ClassExemplarsSelectionStrategy(ABC):
-    """Base class to define how to select class exemplars from a dataset."""
-
-    @abstractmethod
-    def make_sorted_indices(self, strategy, data: ClassificationDataset) -> List[int]:
-        """The indices of ``data`` in keeping order: the last ones are removed first."""
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
-class RandomExemplarsSelectionStrategy(Seeded, ClassExemplarsSelectionStrategy):
-    """Select the exemplars at random: a permutation drawn from the strategy's own generator.
-
-    >>> RandomExemplarsSelectionStrategy(seed=0).make_sorted_indices(None, range(5))
-    [4, 0, 1, 3, 2]
-    """
-
-    _seed_name = "selection_strategy"
-
-    def __init__(self, *, seed: int | None = None) -> None:
-        self._init_seed(seed)
-
-    def make_sorted_indices(self, strategy, data) -> List[int]:
-        if not hasattr(data, "__len__"):
-            raise TypeError(f"data must be a sized dataset, got {type(data).__name__}")
-        return torch.randperm(len(data), generator=self.generator).tolist()
-
-    def state_dict(self) -> dict:
-        return self._seed_state()
-
-    def load_state_dict(self, state: dict) -> None:
-        self._load_seed_state(state)
-
-
-def check_sorted_indices(order, n: int, owner, *, complete: bool = False) -> Tensor:
-    """``order`` from ``owner.make_sorted_indices`` as a LongTensor of distinct positions
-    in ``[0, n)`` (every one of them when ``complete``), or an error naming ``owner``."""
-    try:
-        idx = torch.as_tensor(list(order), dtype=torch.long)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(
-            f"{type(owner).__name__}.make_sorted_indices must return a list of ints, got {order!r}"
-        ) from err
-    distinct = len(torch.unique(idx)) == len(idx)
-    in_range = idx.numel() == 0 or (idx.min() >= 0 and idx.max() < n)
-    if not (distinct and in_range and (len(idx) == n or not complete)):
-        what = "each index in" if complete else "distinct indices in"
-        raise ValueError(
-            f"{type(owner).__name__}.make_sorted_indices must return {what} [0, {n})"
-            f"{' once' if complete else ''}, got {idx.tolist()}"
-        )
-    return idx
 
 
 def check_features(features: Tensor) -> Tensor:
@@ -97,6 +36,8 @@ class FeatureBasedExemplarsSelectionStrategy(ClassExemplarsSelectionStrategy, AB
     ``strategy.device``; the model's mode is restored afterwards.
     """
 
+    needs_model = True
+
     def __init__(self, model: nn.Module, layer_name: str) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -109,32 +50,11 @@ class FeatureBasedExemplarsSelectionStrategy(ClassExemplarsSelectionStrategy, AB
         self.model = model
         self.layer_name = layer_name
 
-    @torch.no_grad()
     def compute_features(self, strategy, data: ClassificationDataset) -> Tensor:
         """Flattened ``layer_name`` outputs of every sample of ``data``, on ``strategy.device``."""
-        if not isinstance(data, ClassificationDataset):
-            raise TypeError(f"data must be a ClassificationDataset, got {type(data).__name__}")
-        device = torch.device(getattr(strategy, "device", "cpu"))
-        batch_size = getattr(strategy, "eval_mb_size", None) or max(len(data), 1)
-        layer = dict(self.model.named_modules())[self.layer_name]
-        captured: List[Tensor] = []
-        handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            chunks = []
-            for start in range(0, len(data), batch_size):
-                positions = torch.arange(start, min(start + batch_size, len(data)))
-                x, _, _ = data.get_batch(positions)
-                captured.clear()
-                self.model(x.to(device))
-                chunks.append(captured[-1].flatten(start_dim=1))
-        finally:
-            handle.remove()
-            self.model.train(was_training)
-        if not chunks:
-            return torch.empty(0, 0, device=device)
-        return torch.cat(chunks)
+        return extract_features(self.model, data, layer_name=self.layer_name,
+                                device=getattr(strategy, "device", "cpu"),
+                                batch_size=getattr(strategy, "eval_mb_size", None))
 
     def make_sorted_indices(self, strategy, data: ClassificationDataset) -> List[int]:
         return self.make_sorted_indices_from_features(self.compute_features(strategy, data))
@@ -206,12 +126,18 @@ class HerdingSelectionStrategy(FeatureBasedExemplarsSelectionStrategy):
     """Herding, as in iCaRL: greedily keep the sample that brings the mean of the
     kept ones closest to the mean of all (see :func:`herding_order`)."""
 
+    name = "herding"
+    summary = "iCaRL herding in feature space"
+
     def make_sorted_indices_from_features(self, features: Tensor) -> List[int]:
         return herding_order(features)
 
 
 class ClosestToCenterSelectionStrategy(FeatureBasedExemplarsSelectionStrategy):
     """Keep the samples closest to the centre of all samples in feature space first."""
+
+    name = "closest"
+    summary = "closest to the class centre in feature space first"
 
     def make_sorted_indices_from_features(self, features: Tensor) -> List[int]:
         return closest_to_center_order(features)

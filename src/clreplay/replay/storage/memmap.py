@@ -31,14 +31,10 @@ import torch
 from torch import Tensor
 
 
-def _close_and_unlink(fd: int, path: str) -> None:
+def _close(fd: int) -> None:
     try:
         os.close(fd)
     except OSError:
-        pass
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
         pass
 
 
@@ -71,9 +67,10 @@ def _bytes_of(tensor: Tensor) -> memoryview:
 class MappedFile:
     """One scratch file in ``directory``, mapped into memory (read and write, shared).
 
-    The file is deleted when this object is garbage collected (or at exit);
-    tensors made from it stay valid after that, since a mapping outlives the
-    file's name.
+    The file's name is removed as soon as it is mapped: the open descriptor and
+    the mapping keep its blocks, and the kernel frees them when the process ends,
+    however it ends. So a run killed with SIGKILL leaves no file behind, and
+    tensors made from it stay valid for as long as they live.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as folder:
@@ -89,11 +86,15 @@ class MappedFile:
         folder = check_directory("directory", directory)
         fd, path = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".bin")
         self.path, self._fd = path, fd
-        self._finalizer = weakref.finalize(self, _close_and_unlink, fd, path)
-        self.nbytes = int(nbytes)
-        # An mmap cannot be empty: a 0-byte tensor still maps one byte.
-        os.ftruncate(fd, max(self.nbytes, 1))
-        self._mmap = mmap.mmap(fd, max(self.nbytes, 1), access=mmap.ACCESS_WRITE)
+        self._finalizer = weakref.finalize(self, _close, fd)
+        try:
+            self.nbytes = int(nbytes)
+            # An mmap cannot be empty: a 0-byte tensor still maps one byte. The file
+            # is sparse: blocks are taken only where rows are written.
+            os.ftruncate(fd, max(self.nbytes, 1))
+            self._mmap = mmap.mmap(fd, max(self.nbytes, 1), access=mmap.ACCESS_WRITE)
+        finally:
+            os.unlink(path)
 
     def tensor(self, dtype: torch.dtype, shape: Sequence[int]) -> Tensor:
         """A tensor of ``dtype`` and ``shape`` over the whole file (zeros until written)."""

@@ -8,17 +8,13 @@ import torch
 
 from clreplay._validation import check_int
 from clreplay.data.dataset import ClassificationDataset
-from clreplay.replay.selection import (
+from clreplay.replay.policies.allocation import split_capacity
+from clreplay.replay.policies.base import StoragePolicy, UsesSelectionStrategy, experience_of
+from clreplay.replay.selection.base import (
     ClassExemplarsSelectionStrategy,
     RandomExemplarsSelectionStrategy,
-    check_sorted_indices,
 )
-from clreplay.replay.storage import (
-    StoragePolicy,
-    UsesSelectionStrategy,
-    experience_of,
-    group_by_origin,
-)
+from clreplay.replay.storage.store import GroupPlan
 
 
 class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
@@ -42,11 +38,17 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
     selection_strategy: orders each class's samples
         (default :class:`RandomExemplarsSelectionStrategy`); a public attribute read
         at every call, so it can be swapped between experiences.
-    seed: seeds the random hand-out of spare capacity (see :class:`StoragePolicy`).
+    seed: seeds the random hand-out of spare capacity and, unless it has a seed of
+        its own, the selection strategy (see :class:`StoragePolicy`).
+    memmap_dir: keep the memory in memory-mapped files there (see :class:`StoragePolicy`).
 
     The memory also records each stored sample's experience of origin, so replay
     can balance mini-batches over experiences (:meth:`replay_groups`).
     """
+
+    name = "class"
+    summary = "ClassBalancedStoragePolicy: the memory split equally over classes"
+    uses_selection = True
 
     def __init__(
         self,
@@ -57,8 +59,9 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
         selection_strategy: Optional[ClassExemplarsSelectionStrategy] = None,
         *,
         seed: int | None = None,
+        memmap_dir=None,
     ) -> None:
-        super().__init__(ext_mem, mem_size, seed=seed)
+        super().__init__(ext_mem, mem_size, seed=seed, memmap_dir=memmap_dir)
         if not isinstance(adaptive_size, bool):
             raise TypeError(f"adaptive_size must be a bool, got {adaptive_size!r}")
         self.adaptive_size = adaptive_size
@@ -72,10 +75,6 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
             selection_strategy = RandomExemplarsSelectionStrategy()
         self.selection_strategy = selection_strategy
         self.seen_classes: set = set(ext_mem)
-        # Experience of origin of every stored sample, aligned with ext_mem[c].
-        self._origins: Dict[int, torch.Tensor] = {
-            c: torch.full((len(d),), -1, dtype=torch.long) for c, d in ext_mem.items()
-        }
 
     def _div_cnt(self) -> int:
         if self.adaptive_size:
@@ -88,29 +87,31 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
         new_data: ClassificationDataset = experience.dataset
         targets = new_data.targets.cpu()
         classes: List[int] = torch.unique(targets).tolist()
-        ordered = {}
+        rows = self._stored_rows()
+        candidates: Dict[int, GroupPlan] = {}
         for c in classes:
-            class_data = new_data.subset(torch.nonzero(targets == c).flatten().to(new_data.device))
-            origins = torch.full((len(class_data),), experience.current_experience, dtype=torch.long)
-            if c in self.ext_mem:
-                class_data = ClassificationDataset.concat([class_data, self.ext_mem[c]])
-                origins = torch.cat([origins, self._origins[c]])
-            order = check_sorted_indices(
-                self.selection_strategy.make_sorted_indices(strategy, class_data),
-                len(class_data),
-                self.selection_strategy,
-            )
-            # A view for now; cutoff_memory copies what is kept.
-            ordered[c] = (class_data.subset(order.to(class_data.device)), origins[order])
+            positions = torch.nonzero(targets == c).flatten()
+            old = rows.get(c, torch.empty(0, dtype=torch.long))
+            n = len(positions) + len(old)
+            if type(self.selection_strategy) is RandomExemplarsSelectionStrategy:
+                data = range(n)  # a random order needs only the count
+            else:
+                data = new_data.subset(positions.to(new_data.device))
+                if len(old):
+                    data = ClassificationDataset.concat([data, self.store.view(old)])
+            candidates[c] = GroupPlan(positions, old, self._order(strategy, data, n))
         # The memory changes only once every class is ordered: a selection that
         # fails (e.g. on NaN features) leaves it as it was.
         self.seen_classes.update(classes)
         div_cnt = self._div_cnt()
         if div_cnt == 0:  # only empty experiences so far: nothing to store or divide
             return
-        for c, (class_data, origins) in ordered.items():
-            self.ext_mem[c], self._origins[c] = class_data, origins
-        self.cutoff_memory(self.divide_remaining_samples(self.mem_size // div_cnt, div_cnt))
+        plans = {c: candidates.get(c, GroupPlan.of_rows(r)) for c, r in rows.items()}
+        plans.update({c: plan for c, plan in candidates.items() if c not in rows})
+        sizes = self._divide({c: len(p.keep) for c, p in plans.items()}, self.mem_size // div_cnt, div_cnt)
+        for c, plan in plans.items():
+            plan.keep = plan.keep[: sizes[c]]
+        self._commit(plans, new_data, origin=experience.current_experience, strategy=strategy)
 
     def divide_remaining_samples(self, exp_mem_size: int, div_cnt: int) -> Dict[int, int]:
         """How many samples each class keeps (parameter names as in the spec).
@@ -118,29 +119,21 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
         ``exp_mem_size`` is the per-class share ``mem_size // div_cnt``; each class
         gets ``min(exp_mem_size, stored)``. The rest of the capacity
         (``mem_size``; with a fixed divisor, ``exp_mem_size`` per class seen until
-        all ``div_cnt`` classes are seen) is handed out one sample at a time to
-        classes that have more, in rounds: each round visits those classes in a random
-        order drawn from the policy's generator and gives each one sample, so classes
-        with enough samples end within one sample of each other.
+        all ``div_cnt`` classes are seen) goes evenly to the classes that have more,
+        and what does not divide evenly one sample each to classes drawn at random
+        with the policy's generator (:func:`split_capacity`, ``remainder="random"``),
+        so classes with enough samples end within one sample of each other.
         """
         class_mem_size = check_int("exp_mem_size", exp_mem_size, minimum=0)
         div_cnt = check_int("div_cnt", div_cnt, minimum=1)
-        keys = sorted(self.ext_mem)
-        stored = {c: len(self.ext_mem[c]) for c in keys}
-        cutoffs = {c: min(class_mem_size, stored[c]) for c in keys}
+        return self._divide({c: len(g) for c, g in self.ext_mem.items()}, class_mem_size, div_cnt)
+
+    def _divide(self, stored: Dict[int, int], class_mem_size: int, div_cnt: int) -> Dict[int, int]:
+        keys = sorted(stored)
         capacity = self.mem_size if len(keys) >= div_cnt else class_mem_size * len(keys)
-        free = capacity - sum(cutoffs.values())
-        still_to_fill = [c for c in keys if stored[c] > cutoffs[c]]
-        # Rounds over a fresh random order of the classes that have more: each gets
-        # one sample per round, so their sizes never differ by more than one.
-        while free > 0 and still_to_fill:
-            for j in torch.randperm(len(still_to_fill), generator=self.generator).tolist():
-                if free == 0:
-                    break
-                cutoffs[still_to_fill[j]] += 1
-                free -= 1
-            still_to_fill = [c for c in still_to_fill if stored[c] > cutoffs[c]]
-        return cutoffs
+        sizes = split_capacity([stored[c] for c in keys], capacity, share=class_mem_size,
+                               remainder="random", generator=self.generator)
+        return dict(zip(keys, sizes))
 
     def cutoff_memory(self, cutoff_per_exp: Dict[int, int]) -> None:
         """Keep the first ``cutoff_per_exp[c]`` stored samples of each class ``c``.
@@ -151,33 +144,24 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
             raise TypeError(
                 f"cutoff_per_exp must be a dict from class to size, got {type(cutoff_per_exp).__name__}"
             )
+        rows = self._stored_rows()
         for c, cutoff in cutoff_per_exp.items():
-            if c not in self.ext_mem:
+            if c not in rows:
                 raise ValueError(f"cutoff_per_exp must name classes in memory, got class {c!r}")
-            cutoff = check_int(f"cutoff_per_exp[{c!r}]", cutoff, minimum=0)
-            # head() copies a slice: every class is trimmed after every experience,
-            # so its cost per class is what grows with the stream.
-            self.ext_mem[c] = self.ext_mem[c].head(cutoff)
-            origins = self._origins[c]
-            if len(origins) > len(self.ext_mem[c]):  # a copy: a slice would keep the rest alive
-                self._origins[c] = origins[: len(self.ext_mem[c])].clone()
+            rows[c] = rows[c][: check_int(f"cutoff_per_exp[{c!r}]", cutoff, minimum=0)]
+        self._commit({c: GroupPlan.of_rows(r) for c, r in rows.items()})
 
     def replay_groups(self) -> Dict[int, ClassificationDataset]:
         """Stored samples regrouped by their experience of origin."""
-        keys = [c for c in sorted(self.ext_mem) if len(self.ext_mem[c]) > 0]
-        if not keys:
-            return {}
-        return group_by_origin([self.ext_mem[c] for c in keys], [self._origins[c] for c in keys])
+        return self._groups_by_origin()
 
     # ------------------------------------------------------------ persistence
     def _extra_state(self) -> dict:
         return {
             "seen_classes": sorted(self.seen_classes),
-            "origins": [(c, o) for c, o in self._origins.items()],
             "selection_strategy": self.selection_strategy.state_dict(),
         }
 
     def _load_extra_state(self, state: dict) -> None:
         self.seen_classes = set(state["seen_classes"])
-        self._origins = dict(state["origins"])
         self.selection_strategy.load_state_dict(state["selection_strategy"])

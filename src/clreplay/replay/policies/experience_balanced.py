@@ -8,8 +8,9 @@ import torch
 
 from clreplay._validation import check_int
 from clreplay.data.dataset import ClassificationDataset
-from clreplay.replay.allocation import balanced_sizes
-from clreplay.replay.storage import StoragePolicy, experience_of
+from clreplay.replay.policies.allocation import split_capacity
+from clreplay.replay.policies.base import StoragePolicy, experience_of
+from clreplay.replay.storage.store import GroupPlan
 
 
 class ExperienceBalancedStoragePolicy(StoragePolicy):
@@ -30,6 +31,7 @@ class ExperienceBalancedStoragePolicy(StoragePolicy):
         seen stays free, and the divisor grows if more experiences arrive).
     num_experiences: the fixed divisor when ``adaptive_size`` is False.
     seed: seeds the random subsampling (see :class:`StoragePolicy`).
+    memmap_dir: keep the memory in memory-mapped files there (see :class:`StoragePolicy`).
 
     Examples
     --------
@@ -43,6 +45,9 @@ class ExperienceBalancedStoragePolicy(StoragePolicy):
     {0: 8, 1: 8, 2: 9}
     """
 
+    name = "experience"
+    summary = "ExperienceBalancedStoragePolicy: the memory split equally over experiences"
+
     def __init__(
         self,
         ext_mem: Dict,
@@ -51,8 +56,9 @@ class ExperienceBalancedStoragePolicy(StoragePolicy):
         num_experiences: int = -1,
         *,
         seed: int | None = None,
+        memmap_dir=None,
     ) -> None:
-        super().__init__(ext_mem, mem_size, seed=seed)
+        super().__init__(ext_mem, mem_size, seed=seed, memmap_dir=memmap_dir)
         if not isinstance(adaptive_size, bool):
             raise TypeError(f"adaptive_size must be a bool, got {adaptive_size!r}")
         self.adaptive_size = adaptive_size
@@ -70,16 +76,21 @@ class ExperienceBalancedStoragePolicy(StoragePolicy):
         new_size = check_int("new_size", new_size, minimum=0)
         if len(data) <= new_size:
             return data
-        keep = torch.randperm(len(data), generator=self.generator)[:new_size]
-        return data.subset(keep).copy()
+        return data.subset(self._keep(len(data), new_size))
+
+    def _keep(self, n: int, size: int) -> torch.Tensor:
+        """Positions of a random subset of ``size`` of ``n`` samples (all, in order, if ``n <= size``)."""
+        if n <= size:
+            return torch.arange(n)
+        return torch.randperm(n, generator=self.generator)[:size]
 
     def subsample_all_groups(self, new_size: int) -> None:
         """Shrink all groups equally (remainder to the newest) to ``new_size`` samples in total."""
         new_size = check_int("new_size", new_size, minimum=0)
-        keys = list(self.ext_mem)
-        sizes = balanced_sizes([len(self.ext_mem[k]) for k in keys], new_size)
-        for key, size in zip(keys, sizes):
-            self.ext_mem[key] = self.subsample_single(self.ext_mem[key], size)
+        rows = self._stored_rows()
+        sizes = split_capacity([len(r) for r in rows.values()], new_size)
+        self._commit({key: GroupPlan.of_rows(r[self._keep(len(r), size)])
+                      for (key, r), size in zip(rows.items(), sizes)})
 
     def _capacity(self, n_groups: int) -> tuple[int, int | None]:
         """Capacity for ``n_groups`` groups and the fixed per-group share, if any."""
@@ -93,14 +104,21 @@ class ExperienceBalancedStoragePolicy(StoragePolicy):
         experience = experience_of(strategy)
         key = experience.current_experience
         new_data = experience.dataset
-        if key in self.ext_mem:  # the same experience again: pool old and new samples
-            new_data = ClassificationDataset.concat([self.ext_mem.pop(key), new_data])
-        keys = list(self.ext_mem) + [key]
-        available = [len(self.ext_mem[k]) for k in keys[:-1]] + [len(new_data)]
+        rows = self._stored_rows()
+        # The same experience again: its stored samples, then the new ones, are one group.
+        again = rows.pop(key, None)
+        keys = list(rows) + [key]
+        n_old = 0 if again is None else len(again)
+        available = [len(r) for r in rows.values()] + [n_old + len(new_data)]
         capacity, share = self._capacity(len(keys))
-        sizes = balanced_sizes(available, capacity, share=share)
-        for old_key, size in zip(keys[:-1], sizes[:-1]):
-            self.ext_mem[old_key] = self.subsample_single(self.ext_mem[old_key], size)
-        stored = self.subsample_single(new_data, sizes[-1])
-        # The memory owns copies: it must not keep the whole experience alive.
-        self.ext_mem[key] = stored.copy() if stored is new_data else stored
+        sizes = split_capacity(available, capacity, share=share)
+        plans = {k: GroupPlan.of_rows(r[self._keep(len(r), size)])
+                 for (k, r), size in zip(rows.items(), sizes)}
+        keep = self._keep(available[-1], sizes[-1])
+        if again is None:
+            plans[key] = GroupPlan.of_new(torch.arange(len(new_data))[keep])
+        else:  # candidates: the stored samples first, as they were concatenated before
+            plans[key] = GroupPlan(torch.arange(len(new_data)), again,
+                                   torch.where(keep < n_old, keep + len(new_data), keep - n_old))
+        self._commit(plans, new_data, origin=key, strategy=strategy)
+

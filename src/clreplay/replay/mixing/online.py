@@ -1,0 +1,129 @@
+"""OnlineReplayBatchSource: stream batches plus memory draws, the memory updated after each step.
+
+The source wraps the strategy's own batch source for the experience (whatever
+``make_train_batch_source`` builds), appends samples drawn from the memory to
+each batch, and after the strategy has trained on a batch (when the loop asks for
+the next one) feeds that batch's stream samples to the storage policy. Everything
+happens inside the source's generator: no per-iteration hook runs, and the
+per-step cost is a handful of tensor operations.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterator, Optional
+
+import torch
+from torch import Tensor
+
+from clreplay._validation import check_positive_int
+from clreplay.data.batching import BatchSource
+from clreplay.data.dataset import ClassificationDataset
+from clreplay.data.minibatch import MiniBatch
+from clreplay.replay.mixing.draws import MemoryReader, check_memory_transform, sample_without_replacement
+from clreplay.replay.policies.base import StoragePolicy
+from clreplay.replay.policies.streaming import StreamingStoragePolicy
+
+#: ``stream_extras(strategy, n) -> {column: values}``: extra columns for the ``n``
+#: stream samples of the batch just trained on (e.g. their logits), or None.
+StreamExtras = Callable[[object, int], Optional[Dict[str, Tensor]]]
+
+
+class _BatchAsExperience:
+    """The strategy as a storage policy sees it, with one mini-batch as its experience."""
+
+    def __init__(self, strategy, experience) -> None:
+        self._strategy = strategy
+        self.experience = experience
+
+    def __getattr__(self, name):
+        return getattr(self._strategy, name)
+
+
+class _Batch:
+    """One mini-batch as an experience: what a policy reads of ``strategy.experience``."""
+
+    def __init__(self, dataset: ClassificationDataset, experience) -> None:
+        self.dataset = dataset
+        self.current_experience = experience.current_experience
+        self.classes_in_this_experience = sorted(set(dataset.targets.tolist()))
+        self.task_label = getattr(experience, "task_label", 0)
+
+
+class OnlineReplayBatchSource(BatchSource):
+    """The strategy's batches for the experience, each followed by memory samples; the
+    memory updated as it goes.
+
+    Each batch is a batch of the strategy's own source for the experience (one
+    pass over the stream, as it would train without replay) plus
+    ``min(batch_size_mem, memory size)`` distinct samples drawn uniformly from the
+    whole memory with ``memory_generator`` (nothing while the memory is empty).
+    During the first pass, after each step the stream samples of the batch are
+    stored: through ``update_from_batch`` for a
+    :class:`~clreplay.replay.policies.StreamingStoragePolicy` (with the extra
+    columns ``stream_extras`` returns for them), otherwise by calling the policy
+    with the batch as a tiny experience. Later passes (more than one epoch)
+    replay without storing, so each sample is offered once. ``memory_transform``
+    is applied to the stacked memory samples only.
+    """
+
+    def __init__(
+        self,
+        strategy,
+        storage_policy: StoragePolicy,
+        batch_size_mem: int,
+        *,
+        memory_generator: torch.Generator,
+        memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
+        stream_extras: Optional[StreamExtras] = None,
+    ) -> None:
+        self.strategy = strategy
+        self.experience = strategy.experience
+        self.wraps: BatchSource = strategy.batch_source
+        self.storage_policy = storage_policy
+        self.batch_size_mem = check_positive_int("batch_size_mem", batch_size_mem)
+        self.memory_generator = memory_generator
+        self.memory_transform = check_memory_transform(memory_transform)
+        self.stream_extras = stream_extras
+        self.passes = 0  # completed passes over the experience
+
+    def __len__(self) -> int:
+        return len(self.wraps)
+
+    def _reader(self) -> Optional[MemoryReader]:
+        groups = [g for g in self.storage_policy.replay_groups().values() if len(g) > 0]
+        if not groups:
+            return None
+        return MemoryReader(groups, self.storage_policy.store, self.memory_transform)
+
+    def _store(self, mb: MiniBatch) -> None:
+        policy, strategy = self.storage_policy, self.strategy
+        extras = None if self.stream_extras is None else self.stream_extras(strategy, len(mb))
+        if isinstance(policy, StreamingStoragePolicy):
+            policy.update_from_batch(strategy, mb.x, mb.y, mb.t, extras=extras)
+            return
+        batch = _Batch(ClassificationDataset(mb.x, mb.y, mb.t), self.experience)
+        policy(_BatchAsExperience(strategy, batch))
+
+    def __iter__(self) -> Iterator[MiniBatch]:
+        store = self.passes == 0
+        k, g = self.batch_size_mem, self.memory_generator
+        reader = self._reader()
+        for batch in self.wraps:
+            mb = MiniBatch.of(batch)
+            if reader is None:
+                yield mb
+            else:
+                positions = sample_without_replacement(len(reader.memory), k, g)
+                rows = reader.rows(positions)
+                ym, tm = reader.labels(rows)
+                n = len(mb)
+                mask = torch.ones(n + len(rows), dtype=torch.bool, device=mb.y.device)
+                mask[:n] = False
+                yield MiniBatch(torch.cat((mb.x, reader.x(rows))), torch.cat((mb.y, ym)),
+                                torch.cat((mb.t, tm)), from_memory=mask,
+                                memory_rows=reader.store_rows(rows), extras=reader.extras(rows))
+            # Resumed when the loop wants the next batch: the step on this one is done.
+            if store:
+                self._store(mb)
+                reader = self._reader()
+        self.passes += 1

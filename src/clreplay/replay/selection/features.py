@@ -1,0 +1,61 @@
+"""One way to run a model over a dataset for selection: features of a layer, or outputs."""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional
+
+import torch
+from torch import Tensor, nn
+
+from clreplay.data.dataset import ClassificationDataset
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    data: ClassificationDataset,
+    *,
+    layer_name: Optional[str] = None,
+    forward: Optional[Callable[[Tensor], Tensor]] = None,
+    device="cpu",
+    batch_size: Optional[int] = None,
+) -> Tensor:
+    """One row per sample of ``data``: the flattened output of ``model``'s submodule
+    ``layer_name`` (``""``: the model itself), or with ``layer_name=None`` of
+    ``forward(x)`` (default ``model(x)``; e.g. a strategy's ``predict``).
+
+    Runs in eval mode without gradients, in batches of ``batch_size`` (all at once
+    if None) on ``device``, and restores the model's mode. Every feature-based
+    selection strategy, uncertainty selection and iCaRL's class means use it.
+
+    >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    >>> data = ClassificationDataset(torch.ones(5, 2), torch.zeros(5, dtype=torch.long))
+    >>> extract_features(model, data, layer_name="1", batch_size=2).shape
+    torch.Size([5, 3])
+    """
+    if not isinstance(data, ClassificationDataset):
+        raise TypeError(f"data must be a ClassificationDataset, got {type(data).__name__}")
+    device = torch.device(device)
+    batch_size = batch_size or max(len(data), 1)
+    captured: List[Tensor] = []
+    handle = None
+    if layer_name is not None:
+        layer = dict(model.named_modules())[layer_name]
+        handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    run = forward if forward is not None else model
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = []
+        for start in range(0, len(data), batch_size):
+            x, _, _ = data.get_batch(torch.arange(start, min(start + batch_size, len(data))))
+            captured.clear()
+            out = run(x.to(device))
+            chunks.append((captured[-1] if handle is not None else out).flatten(start_dim=1))
+    finally:
+        if handle is not None:
+            handle.remove()
+        model.train(was_training)
+    if not chunks:
+        return torch.empty(0, 0, device=device)
+    return torch.cat(chunks)
