@@ -26,7 +26,7 @@ from clreplay import ClassBalancedStoragePolicy, HerdingSelectionStrategy, Repla
 from clreplay.benchmarks import class_incremental, make_synthetic
 from clreplay.models import feature_layer_name, make_mlp
 
-TARGET = 2.0
+TARGET = 1.5  # issue 10 (issue 4 asked for 2.0)
 
 
 def one_stream(bench, mem_size: int, selection: str) -> Dict[str, List[float]]:
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     ratio = last / first
     ok = ratio <= TARGET
     print(f"update (after_training_exp): first {k} {first * 1e3:7.2f} ms, last {k} "
-          f"{last * 1e3:7.2f} ms, ratio {ratio:.2f} (target <= {TARGET:.0f}) "
+          f"{last * 1e3:7.2f} ms, ratio {ratio:.2f} (target <= {TARGET:g}) "
           f"{h.verdict(ratio, TARGET, higher_is_better=False)}")
     # The first experience has no memory to mix in: compare from the second on.
     b_first, b_last = first_last(per_exp["before"][1:], k)
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
           f"{b_last * 1e3:7.2f} ms, ratio {b_last / b_first:.2f} (for information)")
     print("update ms per experience:", " ".join(f"{t * 1e3:.1f}" for t in per_exp["update"]))
     h.emit(f"memory update ({args.selection})" + (" (quick)" if args.quick else ""),
-           f"<= {TARGET:.0f}x", ratio, "last/first", ok, first_ms=first * 1e3, last_ms=last * 1e3,
+           f"<= {TARGET:g}x", ratio, "last/first", ok, first_ms=first * 1e3, last_ms=last * 1e3,
            setup_ratio=b_last / b_first)
     return 0 if ok or args.quick else 1
 

@@ -92,7 +92,8 @@ def test_checkpoint_holds_the_whole_run(tmp_path, bench):
     assert state["plugins"][-1]["accuracy_matrix"] == strategy.evaluator.accuracy_matrix
     assert payload["structure"]["model"]["0.weight"] == "float32 (32, 64)"
     assert payload["structure"]["plugins"][0] == {
-        "type": "ReplayPlugin", "mem_size": 50, "storage_policy": "ExperienceBalancedStoragePolicy"
+        "type": "ReplayPlugin", "mem_size": 50,
+        "storage_policy": {"name": "experience", "type": "ExperienceBalancedStoragePolicy"},
     }
 
 
@@ -232,7 +233,7 @@ def test_other_configuration_is_refused_naming_what_differs(tmp_path, bench):
         load_checkpoint(build_strategy(faster, bench), path, config=faster)
 
     herding = replace(SMALL, policy="class", selection="herding")
-    with pytest.raises(CheckpointError, match=r"plugins\[0\]\.storage_policy: saved 'ExperienceBalancedStoragePolicy', now 'ClassBalancedStoragePolicy'"):
+    with pytest.raises(CheckpointError, match=r"plugins\[0\]\.storage_policy\.type: saved 'ExperienceBalancedStoragePolicy', now 'ClassBalancedStoragePolicy'"):
         load_checkpoint(build_strategy(herding, bench), path)  # the structure is checked without config
 
     elsewhere = replace(SMALL, output="out", checkpoint_dir="ck", device="cpu")

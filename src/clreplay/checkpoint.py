@@ -122,12 +122,14 @@ def _describe_plugin(plugin) -> Dict[str, Any]:
     info: Dict[str, Any] = {"type": type(plugin).__name__}
     if isinstance(getattr(plugin, "mem_size", None), int):
         info["mem_size"] = plugin.mem_size
+    # Components describe themselves (name, kind, defining options): one source for
+    # the registry, the command line, reports and this check.
     policy = getattr(plugin, "storage_policy", None)
     if policy is not None:
-        info["storage_policy"] = type(policy).__name__
+        info["storage_policy"] = policy.describe()
         selection = getattr(policy, "selection_strategy", None)
         if selection is not None:
-            info["selection_strategy"] = type(selection).__name__
+            info["selection_strategy"] = selection.describe()
     return info
 
 

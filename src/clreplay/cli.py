@@ -7,7 +7,14 @@ import sys
 from typing import List, Optional
 
 from clreplay.benchmarks.registry import list_benchmarks
-from clreplay.replay.registry import list_policies, list_selections
+from clreplay.replay.registry import (
+    POLICIES,
+    POLICIES_WITH_SELECTION,
+    SELECTIONS,
+    describe_choices,
+    list_policies,
+    list_selections,
+)
 from clreplay.run import RunConfig, run_experiment
 
 _DEFAULTS = RunConfig()
@@ -39,16 +46,11 @@ def _add_run_parser(subparsers) -> None:
     p.add_argument("--mem-size", type=int, default=_DEFAULTS.mem_size,
                    help="replay memory size (samples)")
     p.add_argument("--policy", default=None, choices=list_policies(),
-                   help="storage policy: experience (ExperienceBalancedStoragePolicy), class "
-                   "(ClassBalancedStoragePolicy), reservoir (ReservoirSamplingStoragePolicy: a "
-                   "uniform sample of everything seen) or parametric (ParametricStoragePolicy: "
-                   "split evenly over --groupby groups); None means experience, or reservoir "
-                   "with --online")
+                   help=f"storage policy: {describe_choices(POLICIES)}; None means experience, "
+                   "or reservoir with --online")
     p.add_argument("--selection", default=_DEFAULTS.selection, choices=list_selections(),
-                   help="exemplar selection for the class and parametric policies: random, "
-                   "herding, closest (to the class centre), entropy (EntropySelectionStrategy: "
-                   "highest predictive entropy first) or margin (MarginSelectionStrategy: "
-                   "smallest top-2 logit margin first)")
+                   help="exemplar selection for the policies that order their samples "
+                   f"({', '.join(sorted(POLICIES_WITH_SELECTION))}): {describe_choices(SELECTIONS)}")
     p.add_argument("--groupby", default=None, choices=["class", "experience", "task"],
                    help="groups the parametric policy splits the memory evenly over "
                    "(None: one group)")
@@ -64,8 +66,8 @@ def _add_run_parser(subparsers) -> None:
                    help="balance the memory part of each mini-batch over task labels")
     p.add_argument("--memmap-dir", default=None, metavar="DIR",
                    help="keep the memory in memory-mapped files in DIR, for memories larger "
-                   "than RAM, with a bounded resident set (reservoir and parametric policies; "
-                   "the same results as in RAM)")
+                   "than RAM, with a bounded resident set (any policy; the same results as in "
+                   "RAM; the files are removed as soon as they are mapped, so no run leaves any)")
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed,
                    help="seed of every random choice (same seed, same numbers)")
     p.add_argument("--device", default=_DEFAULTS.device, help="torch device, e.g. cpu or cuda")

@@ -107,7 +107,9 @@ class ReplayPlugin(StrategyPlugin):
             groups = group_by_task(list(groups.values()))
         options = dict(batch_size_mem=self.batch_size_mem, shuffle=shuffle, generator=strategy.generator,
                        memory_transform=self.memory_transform, store=self.storage_policy.store)
-        if strategy.uses_default_batch_source():
+        # A plain object driving the plugin by hand has no batch source of its own.
+        default = getattr(strategy, "uses_default_batch_source", None)
+        if default is None or default():
             source = ReplayBatchSource(strategy.experience.dataset, list(groups.values()),
                                        strategy.train_mb_size, **options)
         else:

@@ -47,8 +47,14 @@ SELECTIONS: Dict[str, Type[ClassExemplarsSelectionStrategy]] = {cls.name: cls fo
 #: Policies that order their samples with a selection strategy.
 POLICIES_WITH_SELECTION = {name for name, cls in POLICIES.items() if cls.uses_selection}
 
-#: Keyword options beyond mem_size, selection and seed, by policy.
-POLICY_OPTIONS = {name: set(cls.options) for name, cls in POLICIES.items()}
+#: Keyword options beyond mem_size, selection and seed, by policy: what the policy is
+#: (its ``options``) and where it keeps the memory (every policy takes ``memmap_dir``).
+POLICY_OPTIONS = {name: {"memmap_dir", *cls.options} for name, cls in POLICIES.items()}
+
+
+def describe_choices(table) -> str:
+    """``name (summary), ...`` of a registry table, for help texts."""
+    return ", ".join(f"{name} ({cls.summary})" for name, cls in sorted(table.items()))
 
 
 def list_policies() -> List[str]:

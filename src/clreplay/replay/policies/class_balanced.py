@@ -108,9 +108,8 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
             return
         plans = {c: candidates.get(c, GroupPlan.of_rows(r)) for c, r in rows.items()}
         plans.update({c: plan for c, plan in candidates.items() if c not in rows})
-        sizes = self._divide({c: len(p.keep) for c, p in plans.items()}, self.mem_size // div_cnt, div_cnt)
-        for c, plan in plans.items():
-            plan.keep = plan.keep[: sizes[c]]
+        sizes = self._divide({c: len(p) for c, p in plans.items()}, self.mem_size // div_cnt, div_cnt)
+        plans = {c: plan.cut(sizes[c]) for c, plan in plans.items()}
         self._commit(plans, new_data, origin=experience.current_experience, strategy=strategy)
 
     def divide_remaining_samples(self, exp_mem_size: int, div_cnt: int) -> Dict[int, int]:
@@ -144,12 +143,12 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
             raise TypeError(
                 f"cutoff_per_exp must be a dict from class to size, got {type(cutoff_per_exp).__name__}"
             )
-        rows = self._stored_rows()
+        plans = self._stored_plans()
         for c, cutoff in cutoff_per_exp.items():
-            if c not in rows:
+            if c not in plans:
                 raise ValueError(f"cutoff_per_exp must name classes in memory, got class {c!r}")
-            rows[c] = rows[c][: check_int(f"cutoff_per_exp[{c!r}]", cutoff, minimum=0)]
-        self._commit({c: GroupPlan.of_rows(r) for c, r in rows.items()})
+            plans[c] = plans[c].cut(check_int(f"cutoff_per_exp[{c!r}]", cutoff, minimum=0))
+        self._commit(plans)
 
     def replay_groups(self) -> Dict[int, ClassificationDataset]:
         """Stored samples regrouped by their experience of origin."""

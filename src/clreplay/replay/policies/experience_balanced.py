@@ -84,13 +84,16 @@ class ExperienceBalancedStoragePolicy(StoragePolicy):
             return torch.arange(n)
         return torch.randperm(n, generator=self.generator)[:size]
 
+    def _subsample_rows(self, rows: torch.Tensor, size: int) -> GroupPlan:
+        """A group of stored ``rows`` cut to a random subset of ``size`` (as it is if not larger)."""
+        return GroupPlan.of_rows(rows if len(rows) <= size else rows[self._keep(len(rows), size)])
+
     def subsample_all_groups(self, new_size: int) -> None:
         """Shrink all groups equally (remainder to the newest) to ``new_size`` samples in total."""
         new_size = check_int("new_size", new_size, minimum=0)
         rows = self._stored_rows()
         sizes = split_capacity([len(r) for r in rows.values()], new_size)
-        self._commit({key: GroupPlan.of_rows(r[self._keep(len(r), size)])
-                      for (key, r), size in zip(rows.items(), sizes)})
+        self._commit({key: self._subsample_rows(r, size) for (key, r), size in zip(rows.items(), sizes)})
 
     def _capacity(self, n_groups: int) -> tuple[int, int | None]:
         """Capacity for ``n_groups`` groups and the fixed per-group share, if any."""
@@ -112,8 +115,7 @@ class ExperienceBalancedStoragePolicy(StoragePolicy):
         available = [len(r) for r in rows.values()] + [n_old + len(new_data)]
         capacity, share = self._capacity(len(keys))
         sizes = split_capacity(available, capacity, share=share)
-        plans = {k: GroupPlan.of_rows(r[self._keep(len(r), size)])
-                 for (k, r), size in zip(rows.items(), sizes)}
+        plans = {k: self._subsample_rows(r, size) for (k, r), size in zip(rows.items(), sizes)}
         keep = self._keep(available[-1], sizes[-1])
         if again is None:
             plans[key] = GroupPlan.of_new(torch.arange(len(new_data))[keep])

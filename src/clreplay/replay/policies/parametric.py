@@ -66,7 +66,7 @@ class ParametricStoragePolicy(UsesSelectionStrategy, StreamingStoragePolicy):
 
     name = "parametric"
     summary = "ParametricStoragePolicy: the memory split evenly over --groupby groups"
-    options = ("groupby", "memmap_dir")
+    options = ("groupby",)
     uses_selection = True
 
     def __init__(
@@ -125,9 +125,8 @@ class ParametricStoragePolicy(UsesSelectionStrategy, StreamingStoragePolicy):
             old = rows.get(key, torch.empty(0, dtype=torch.long))
             order = self._group_order(strategy, data.subset(positions), old)
             plans[key] = GroupPlan(positions, old, order)
-        sizes = split_capacity([len(p.keep) for p in plans.values()], self.mem_size, remainder="spread")
-        for plan, size in zip(plans.values(), sizes):
-            plan.keep = plan.keep[:size]
+        sizes = split_capacity([len(p) for p in plans.values()], self.mem_size, remainder="spread")
+        plans = {key: plan.cut(size) for (key, plan), size in zip(plans.items(), sizes)}
         self._commit(plans, data, origin=experience, strategy=strategy, extras=extras)
 
     def replay_groups(self) -> Dict[int, ClassificationDataset]:

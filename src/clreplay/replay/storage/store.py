@@ -62,21 +62,34 @@ class GroupPlan:
     ``new`` are positions in the new data, ``old`` store rows; ``keep[i] < len(new)``
     keeps the new sample ``new[keep[i]]``, otherwise the stored row
     ``old[keep[i] - len(new)]``. The group's samples are kept in ``keep``'s order.
+    ``keep=None`` keeps the stored rows ``old`` as they are (the cheap, common case
+    of a group that only keeps or trims what it had).
     """
 
     new: Tensor
     old: Tensor
-    keep: Tensor
+    keep: Optional[Tensor]
 
     @staticmethod
     def of_rows(rows: Tensor) -> "GroupPlan":
         """A group that keeps stored ``rows``, in that order."""
-        return GroupPlan(_EMPTY, rows, torch.arange(len(rows)))
+        return GroupPlan(_EMPTY, rows, None)
 
     @staticmethod
     def of_new(positions: Tensor) -> "GroupPlan":
         """A group made of the new samples at ``positions``, in that order."""
         return GroupPlan(positions, _EMPTY, torch.arange(len(positions)))
+
+    def __len__(self) -> int:
+        return len(self.old) if self.keep is None else len(self.keep)
+
+    def cut(self, size: int) -> "GroupPlan":
+        """The plan keeping only the first ``size`` samples of this one's order."""
+        if size >= len(self):
+            return self
+        if self.keep is None:
+            return GroupPlan(self.new, self.old[:size], None)
+        return GroupPlan(self.new, self.old, self.keep[:size])
 
 
 _EMPTY = torch.empty(0, dtype=torch.long)
@@ -264,34 +277,49 @@ class MemoryStore:
         ``new``) if given, else computed by each column's ``fill`` on the
         ``strategy``'s device. Stored rows that stay are not touched.
         """
-        used = torch.zeros(self.capacity, dtype=torch.bool)
-        kept: Dict[Hashable, Tuple[Tensor, Tensor]] = {}
+        # Rows that stay, per group, and which kept candidates are new.
+        kept_old: List[Tensor] = []
+        picks: Dict[Hashable, Tuple[Tensor, Tensor]] = {}
         n_new = 0
         for key, plan in plans.items():
+            if plan.keep is None:
+                kept_old.append(plan.old)
+                continue
             keep = torch.as_tensor(plan.keep, dtype=torch.long)
             is_new = keep < len(plan.new)
             old_rows = plan.old[keep[~is_new] - len(plan.new)]
-            used[old_rows] = True
-            kept[key] = (keep, is_new)
+            kept_old.append(old_rows)
+            picks[key] = (keep, is_new, old_rows)
             n_new += int(is_new.sum())
+        result: Dict[Hashable, Tensor] = {}
+        if not n_new:  # nothing to write: every group keeps stored rows
+            for key, plan in plans.items():
+                result[key] = plan.old if plan.keep is None else picks[key][2]
+            return result
+        used = torch.zeros(self.capacity, dtype=torch.bool)
+        if kept_old:
+            used[torch.cat(kept_old)] = True
         free = torch.nonzero(~used).flatten()
         if n_new > len(free):
             raise ValueError(f"plans must keep at most capacity ({self.capacity}) rows in all")
-        result: Dict[Hashable, Tensor] = {}
         sources: List[Tensor] = []
         taken = 0
         for key, plan in plans.items():
-            keep, is_new = kept[key]
-            rows = torch.empty(len(keep), dtype=torch.long)
+            if plan.keep is None:
+                result[key] = plan.old
+                continue
+            keep, is_new, old_rows = picks[key]
             count = int(is_new.sum())
-            rows[is_new] = free[taken : taken + count]
-            rows[~is_new] = plan.old[keep[~is_new] - len(plan.new)]
+            if count == len(keep):
+                rows = free[taken : taken + count]
+            else:
+                rows = torch.empty(len(keep), dtype=torch.long)
+                rows[is_new] = free[taken : taken + count]
+                rows[~is_new] = old_rows
             sources.append(plan.new[keep[is_new]])
             taken += count
             result[key] = rows
-        if taken:
-            positions = torch.cat(sources)
-            self.write(free[:taken], self.new_values(new, positions, origin, strategy, extras))
+        self.write(free[:taken], self.new_values(new, torch.cat(sources), origin, strategy, extras))
         return result
 
     def new_values(self, new, positions: Tensor, origin, strategy=None,
