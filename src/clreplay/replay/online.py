@@ -13,15 +13,13 @@ import torch
 from torch import Tensor
 
 from clreplay._seeding import Seeded
-from clreplay._validation import check_optional_positive_int, check_positive_int
-from clreplay.replay.mixing.draws import check_memory_transform
+from clreplay.replay.memory_plugin import MemoryPlugin
 from clreplay.replay.mixing.online import OnlineReplayBatchSource
-from clreplay.replay.policies.base import StoragePolicy, check_storage_policy
+from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.reservoir import ReservoirSamplingStoragePolicy
-from clreplay.training.plugin import StrategyPlugin
 
 
-class OnlineReplayPlugin(Seeded, StrategyPlugin):
+class OnlineReplayPlugin(Seeded, MemoryPlugin):
     """Online experience replay: one memory update per incoming mini-batch.
 
     For online continual learning (a single pass, small mini-batches, possibly
@@ -50,17 +48,16 @@ class OnlineReplayPlugin(Seeded, StrategyPlugin):
     -------
     >>> from clreplay.benchmarks import split_digits
     >>> from clreplay.training import Naive
-    >>> bench = split_digits()
-    >>> model = torch.nn.Linear(64, 10)
-    >>> replay = OnlineReplayPlugin(mem_size=100)
-    >>> strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.1),
-    ...                  train_mb_size=10, plugins=[replay], seed=0)
-    >>> strategy.train(bench.train_stream[0])
+    >>> replay, model = OnlineReplayPlugin(mem_size=100), torch.nn.Linear(64, 10)
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> strategy = Naive(model, optimizer, train_mb_size=10, plugins=[replay], seed=0)
+    >>> strategy.train(split_digits().train_stream[0])
     >>> replay.storage_policy.n_seen, len(replay.ext_mem[0])
     (254, 100)
     """
 
     _seed_name = "online_replay"
+    _state_name = "online replay"
 
     def __init__(
         self,
@@ -71,24 +68,18 @@ class OnlineReplayPlugin(Seeded, StrategyPlugin):
         seed: int | None = None,
         memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
     ) -> None:
-        self.mem_size = check_positive_int("mem_size", mem_size)
-        self.batch_size_mem = check_optional_positive_int("batch_size_mem", batch_size_mem)
-        self.memory_transform = check_memory_transform(memory_transform)
-        if storage_policy is None:
-            storage_policy = ReservoirSamplingStoragePolicy({}, self.mem_size)
-        self.storage_policy = check_storage_policy(storage_policy, self.mem_size)
+        MemoryPlugin.__init__(
+            self, mem_size, storage_policy, batch_size_mem=batch_size_mem,
+            memory_transform=memory_transform,
+            default_policy=lambda size: ReservoirSamplingStoragePolicy({}, size),
+        )
         self._init_seed(seed)
         self._source: Optional[OnlineReplayBatchSource] = None
 
     def setup(self, context) -> None:
         """Take the run's seed for the memory draws; hand it to the storage policy."""
-        super().setup(context)
-        self.storage_policy.setup(context)
-
-    @property
-    def ext_mem(self):
-        """The memory: the storage policy's dict from group key to stored samples."""
-        return self.storage_policy.ext_mem
+        Seeded.setup(self, context)
+        MemoryPlugin.setup(self, context)
 
     def before_training_exp(self, strategy, **kwargs):
         """Make the strategy train on stream batches plus memory, storing as it goes."""
@@ -113,23 +104,8 @@ class OnlineReplayPlugin(Seeded, StrategyPlugin):
             self.storage_policy(strategy)
         self._source = None
 
-    def state_dict(self) -> dict:
-        return {
-            "mem_size": self.mem_size,
-            "storage_policy": self.storage_policy.state_dict(),
-            "rng": self._seed_state(),
-        }
+    def _extra_state(self) -> dict:
+        return {"rng": self._seed_state()}
 
-    def load_state_dict(self, state: dict) -> None:
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        expected = {"mem_size", "storage_policy", "rng"}
-        if set(state) != expected:
-            raise KeyError(f"online replay state must have keys {sorted(expected)}, got {sorted(state)}")
-        if state["mem_size"] != self.mem_size:
-            raise ValueError(
-                f"mem_size of the saved replay memory ({state['mem_size']}) differs from "
-                f"this plugin's mem_size ({self.mem_size})"
-            )
-        self.storage_policy.load_state_dict(state["storage_policy"])
+    def _load_extra_state(self, state: dict) -> None:
         self._load_seed_state(state["rng"])

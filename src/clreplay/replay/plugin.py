@@ -6,15 +6,14 @@ from typing import Callable, Optional
 
 from torch import Tensor
 
-from clreplay._validation import check_optional_positive_int, check_positive_int
+from clreplay.replay.memory_plugin import MemoryPlugin
 from clreplay.replay.mixing.balanced import AppendMemoryBatchSource, ReplayBatchSource
-from clreplay.replay.mixing.draws import check_memory_transform, group_by_task
-from clreplay.replay.policies.base import StoragePolicy, check_storage_policy
+from clreplay.replay.mixing.draws import group_by_task
+from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.experience_balanced import ExperienceBalancedStoragePolicy
-from clreplay.training.plugin import StrategyPlugin
 
 
-class ReplayPlugin(StrategyPlugin):
+class ReplayPlugin(MemoryPlugin):
     """Experience replay plugin.
 
     Handles an external memory filled with samples of past experiences through
@@ -73,26 +72,14 @@ class ReplayPlugin(StrategyPlugin):
         memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
         task_balanced: bool = False,
     ) -> None:
-        self.mem_size = check_positive_int("mem_size", mem_size)
-        self.batch_size_mem = check_optional_positive_int("batch_size_mem", batch_size_mem)
-        self.memory_transform = check_memory_transform(memory_transform)
+        super().__init__(
+            mem_size, storage_policy, batch_size_mem=batch_size_mem, memory_transform=memory_transform,
+            default_policy=lambda size: ExperienceBalancedStoragePolicy(ext_mem={}, mem_size=size,
+                                                                        adaptive_size=True),
+        )
         if not isinstance(task_balanced, bool):
             raise TypeError(f"task_balanced must be a bool, got {task_balanced!r}")
         self.task_balanced = task_balanced
-        if storage_policy is None:
-            storage_policy = ExperienceBalancedStoragePolicy(
-                ext_mem={}, mem_size=self.mem_size, adaptive_size=True
-            )
-        self.storage_policy = check_storage_policy(storage_policy, self.mem_size)
-
-    @property
-    def ext_mem(self):
-        """The memory: the storage policy's dict from group key to stored samples."""
-        return self.storage_policy.ext_mem
-
-    def setup(self, context) -> None:
-        """Hand the run context to the storage policy (and its selection strategy)."""
-        self.storage_policy.setup(context)
 
     def before_training_exp(self, strategy, num_workers: int = 0, shuffle: bool = True, **kwargs):
         """Make the strategy's mini-batches mix the current data with the memory.
@@ -119,20 +106,3 @@ class ReplayPlugin(StrategyPlugin):
     def after_training_exp(self, strategy, **kwargs):
         """Store samples of the experience just trained on."""
         self.storage_policy(strategy)
-
-    def state_dict(self) -> dict:
-        return {"mem_size": self.mem_size, "storage_policy": self.storage_policy.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        if set(state) != {"mem_size", "storage_policy"}:
-            raise KeyError(
-                f"replay plugin state must have keys ['mem_size', 'storage_policy'], got {sorted(state)}"
-            )
-        if state.get("mem_size") != self.mem_size:
-            raise ValueError(
-                f"mem_size of the saved replay memory ({state.get('mem_size')}) differs from "
-                f"this plugin's mem_size ({self.mem_size})"
-            )
-        self.storage_policy.load_state_dict(state["storage_policy"])

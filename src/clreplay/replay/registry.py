@@ -12,36 +12,23 @@ from typing import Dict, List, Optional, Type
 from torch import nn
 
 from clreplay._validation import check_choice
-from clreplay.replay.policies import (
-    ClassBalancedStoragePolicy,
-    ExperienceBalancedStoragePolicy,
-    ParametricStoragePolicy,
-    ReservoirSamplingStoragePolicy,
-    StoragePolicy,
-)
-from clreplay.replay.selection import (
-    ClassExemplarsSelectionStrategy,
-    ClosestToCenterSelectionStrategy,
-    EntropySelectionStrategy,
-    FeatureBasedExemplarsSelectionStrategy,
-    HerdingSelectionStrategy,
-    MarginSelectionStrategy,
-    RandomExemplarsSelectionStrategy,
-)
+from clreplay.replay import policies, selection
+from clreplay.replay.policies import StoragePolicy
+from clreplay.replay.selection import ClassExemplarsSelectionStrategy
 
 POLICIES: Dict[str, Type[StoragePolicy]] = {cls.name: cls for cls in (
-    ExperienceBalancedStoragePolicy,
-    ClassBalancedStoragePolicy,
-    ReservoirSamplingStoragePolicy,
-    ParametricStoragePolicy,
+    policies.ExperienceBalancedStoragePolicy,
+    policies.ClassBalancedStoragePolicy,
+    policies.ReservoirSamplingStoragePolicy,
+    policies.ParametricStoragePolicy,
 )}
 
 SELECTIONS: Dict[str, Type[ClassExemplarsSelectionStrategy]] = {cls.name: cls for cls in (
-    RandomExemplarsSelectionStrategy,
-    HerdingSelectionStrategy,
-    ClosestToCenterSelectionStrategy,
-    EntropySelectionStrategy,
-    MarginSelectionStrategy,
+    selection.RandomExemplarsSelectionStrategy,
+    selection.HerdingSelectionStrategy,
+    selection.ClosestToCenterSelectionStrategy,
+    selection.EntropySelectionStrategy,
+    selection.MarginSelectionStrategy,
 )}
 
 #: Policies that order their samples with a selection strategy.
@@ -71,11 +58,11 @@ def make_selection_strategy(
     """The selection strategy registered as ``name`` (feature-based ones need ``model``)."""
     check_choice("selection", name, list_selections())
     cls = SELECTIONS[name]
-    if issubclass(cls, FeatureBasedExemplarsSelectionStrategy):  # features of a given model
+    if issubclass(cls, selection.FeatureBasedExemplarsSelectionStrategy):  # features of a given model
         if model is None:
             raise ValueError(f"selection {name!r} needs a model to compute features, got model=None")
         return cls(model, layer_name)
-    if cls is RandomExemplarsSelectionStrategy:
+    if cls is selection.RandomExemplarsSelectionStrategy:
         return cls(seed=seed)
     return cls()
 

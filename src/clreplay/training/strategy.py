@@ -47,6 +47,22 @@ def _check_experience(value) -> Experience:
     return value
 
 
+class _BatchField:
+    """``strategy.mb_x`` and friends: a field of the current :class:`MiniBatch`, read and set."""
+
+    def __init__(self, field: str, doc: str) -> None:
+        self.field, self.__doc__ = field, doc
+
+    def __get__(self, strategy, owner=None):
+        if strategy is None:
+            return self
+        mb = strategy.mb
+        return None if mb is None else getattr(mb, self.field)
+
+    def __set__(self, strategy, value) -> None:
+        setattr(strategy._mb(), self.field, value)
+
+
 class BaseStrategy:
     """Trains ``model`` one experience at a time, firing plugin hooks around each step.
 
@@ -169,32 +185,9 @@ class BaseStrategy:
             plugin.setup(self.context)
 
     # -------------------------------------------------------- the mini-batch
-    @property
-    def mb_x(self) -> Optional[Tensor]:
-        """The samples of the current mini-batch (``mb.x``)."""
-        return None if self.mb is None else self.mb.x
-
-    @mb_x.setter
-    def mb_x(self, value: Tensor) -> None:
-        self._mb().x = value
-
-    @property
-    def mb_y(self) -> Optional[Tensor]:
-        """The class labels of the current mini-batch (``mb.y``)."""
-        return None if self.mb is None else self.mb.y
-
-    @mb_y.setter
-    def mb_y(self, value: Tensor) -> None:
-        self._mb().y = value
-
-    @property
-    def mb_task_id(self) -> Optional[Tensor]:
-        """The task labels of the current mini-batch (``mb.t``)."""
-        return None if self.mb is None else self.mb.t
-
-    @mb_task_id.setter
-    def mb_task_id(self, value: Tensor) -> None:
-        self._mb().t = value
+    mb_x = _BatchField("x", "The samples of the current mini-batch (``mb.x``).")
+    mb_y = _BatchField("y", "The class labels of the current mini-batch (``mb.y``).")
+    mb_task_id = _BatchField("t", "The task labels of the current mini-batch (``mb.t``).")
 
     def _mb(self) -> MiniBatch:
         if self.mb is None:

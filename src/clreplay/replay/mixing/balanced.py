@@ -72,7 +72,36 @@ class _GroupCycles:
                 for stream, offset, count in zip(self.streams, self.offsets, counts)]
 
 
-class ReplayBatchSource(BatchSource):
+class _MemoryMixing(BatchSource):
+    """What both offline sources share: the memory groups, read in reshuffled cycles."""
+
+    def __init__(
+        self,
+        memory_groups: Sequence[ClassificationDataset],
+        *,
+        batch_size_mem: Optional[int] = None,
+        shuffle: bool = True,
+        generator: Optional[torch.Generator] = None,
+        memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
+        store: Optional[MemoryStore] = None,
+    ) -> None:
+        groups = [g for g in memory_groups if len(g) > 0]
+        if not groups:
+            raise ValueError("memory_groups must hold at least one non-empty dataset, got none")
+        self.batch_size_mem = check_optional_positive_int("batch_size_mem", batch_size_mem)
+        self.shuffle, self.generator = shuffle, generator
+        self.memory_transform = check_memory_transform(memory_transform)
+        self.reader = MemoryReader(groups, store, self.memory_transform)
+        self.group_sizes = [len(g) for g in groups]
+        self._cycles = _GroupCycles(groups, shuffle, generator)
+
+    @property
+    def memory(self) -> ClassificationDataset:
+        """The memory groups joined (a view: no sample copied when they share a store)."""
+        return self.reader.memory
+
+
+class ReplayBatchSource(_MemoryMixing):
     """Mini-batches of the current data mixed with memory groups.
 
     Balanced mode (``batch_size_mem=None``): each batch of ``batch_size`` samples
@@ -98,34 +127,18 @@ class ReplayBatchSource(BatchSource):
         current: ClassificationDataset,
         memory_groups: Sequence[ClassificationDataset],
         batch_size: int,
-        *,
-        batch_size_mem: Optional[int] = None,
-        shuffle: bool = True,
-        generator: Optional[torch.Generator] = None,
-        memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
-        store: Optional[MemoryStore] = None,
+        **options,
     ) -> None:
-        groups = [g for g in memory_groups if len(g) > 0]
-        if not groups:
-            raise ValueError("memory_groups must hold at least one non-empty dataset, got none")
+        # options: batch_size_mem, shuffle, generator, memory_transform, store (see the class doc)
+        super().__init__(memory_groups, **options)
         self.current = current
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self.batch_size_mem = check_optional_positive_int("batch_size_mem", batch_size_mem)
-        self.shuffle, self.generator = shuffle, generator
-        self.memory_transform = check_memory_transform(memory_transform)
-        self.reader = MemoryReader(groups, store, memory_transform)
-        self._cycles = _GroupCycles(groups, shuffle, generator)
-        if batch_size_mem is None:
-            shares = split_evenly(self.batch_size, len(groups) + 1)
+        if self.batch_size_mem is None:
+            shares = split_evenly(self.batch_size, len(self.group_sizes) + 1)
             self.current_share, self.group_shares = shares[0], shares[1:]
         else:
             self.current_share = self.batch_size
-            self.group_shares = memory_shares(self.batch_size_mem, [len(g) for g in groups])
-
-    @property
-    def memory(self) -> ClassificationDataset:
-        """The memory groups joined (a view: no sample copied when they share a store)."""
-        return self.reader.memory
+            self.group_shares = memory_shares(self.batch_size_mem, self.group_sizes)
 
     def __len__(self) -> int:
         return -(-len(self.current) // self.current_share)
@@ -180,7 +193,7 @@ class ReplayBatchSource(BatchSource):
             )
 
 
-class AppendMemoryBatchSource(BatchSource):
+class AppendMemoryBatchSource(_MemoryMixing):
     """Each batch of another batch source followed by memory samples.
 
     How replay respects a strategy that builds its own batch source
@@ -194,21 +207,11 @@ class AppendMemoryBatchSource(BatchSource):
         self,
         wraps: BatchSource,
         memory_groups: Sequence[ClassificationDataset],
-        *,
-        batch_size_mem: Optional[int] = None,
-        shuffle: bool = True,
-        generator: Optional[torch.Generator] = None,
-        memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
-        store: Optional[MemoryStore] = None,
+        **options,
     ) -> None:
-        groups = [g for g in memory_groups if len(g) > 0]
-        if not groups:
-            raise ValueError("memory_groups must hold at least one non-empty dataset, got none")
+        # options: batch_size_mem, shuffle, generator, memory_transform, store (as ReplayBatchSource)
+        super().__init__(memory_groups, **options)
         self.wraps = wraps
-        self.batch_size_mem = check_optional_positive_int("batch_size_mem", batch_size_mem)
-        self.reader = MemoryReader(groups, store, check_memory_transform(memory_transform))
-        self._sizes = [len(g) for g in groups]
-        self._cycles = _GroupCycles(groups, shuffle, generator)
 
     def __len__(self) -> int:
         return len(self.wraps)
@@ -218,7 +221,7 @@ class AppendMemoryBatchSource(BatchSource):
         for batch in self.wraps:
             mb = MiniBatch.of(batch)
             count = self.batch_size_mem or len(mb)
-            rows = reader.rows(torch.cat(self._cycles.take(memory_shares(count, self._sizes))))
+            rows = reader.rows(torch.cat(self._cycles.take(memory_shares(count, self.group_sizes))))
             y, t = reader.labels(rows)
             x = reader.x(rows)
             n = len(mb)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from clreplay._seeding import Seeded
-from clreplay._validation import check_positive_int
+from clreplay._validation import check_int, check_positive_int
 from clreplay.components import Described
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.selection.base import ClassExemplarsSelectionStrategy
@@ -190,6 +190,17 @@ class StoragePolicy(Described, Seeded, ABC):
 
     def _load_extra_state(self, state: dict) -> None:
         pass
+
+
+def check_divisor(adaptive_size, name: str, value) -> tuple[bool, int]:
+    """``adaptive_size`` and the fixed divisor ``value`` (named ``name``), checked: the
+    divisor must be positive when the size is not adaptive."""
+    if not isinstance(adaptive_size, bool):
+        raise TypeError(f"adaptive_size must be a bool, got {adaptive_size!r}")
+    divisor = check_int(name, value)
+    if not adaptive_size and divisor <= 0:
+        raise ValueError(f"{name} must be a positive int when adaptive_size=False, got {value!r}")
+    return adaptive_size, divisor
 
 
 def experience_of(strategy):

@@ -9,7 +9,12 @@ import torch
 from clreplay._validation import check_int
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.policies.allocation import split_capacity
-from clreplay.replay.policies.base import StoragePolicy, UsesSelectionStrategy, experience_of
+from clreplay.replay.policies.base import (
+    StoragePolicy,
+    UsesSelectionStrategy,
+    check_divisor,
+    experience_of,
+)
 from clreplay.replay.selection.base import (
     ClassExemplarsSelectionStrategy,
     RandomExemplarsSelectionStrategy,
@@ -62,15 +67,8 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
         memmap_dir=None,
     ) -> None:
         super().__init__(ext_mem, mem_size, seed=seed, memmap_dir=memmap_dir)
-        if not isinstance(adaptive_size, bool):
-            raise TypeError(f"adaptive_size must be a bool, got {adaptive_size!r}")
-        self.adaptive_size = adaptive_size
-        self.total_num_classes = check_int("total_num_classes", total_num_classes)
-        if not adaptive_size and self.total_num_classes <= 0:
-            raise ValueError(
-                "total_num_classes must be a positive int when adaptive_size=False, "
-                f"got {total_num_classes!r}"
-            )
+        self.adaptive_size, self.total_num_classes = check_divisor(
+            adaptive_size, "total_num_classes", total_num_classes)
         if selection_strategy is None:
             selection_strategy = RandomExemplarsSelectionStrategy()
         self.selection_strategy = selection_strategy

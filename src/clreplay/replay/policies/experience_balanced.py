@@ -9,7 +9,7 @@ import torch
 from clreplay._validation import check_int
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.policies.allocation import split_capacity
-from clreplay.replay.policies.base import StoragePolicy, experience_of
+from clreplay.replay.policies.base import StoragePolicy, check_divisor, experience_of
 from clreplay.replay.storage.store import GroupPlan
 
 
@@ -48,26 +48,11 @@ class ExperienceBalancedStoragePolicy(StoragePolicy):
     name = "experience"
     summary = "ExperienceBalancedStoragePolicy: the memory split equally over experiences"
 
-    def __init__(
-        self,
-        ext_mem: Dict,
-        mem_size: int,
-        adaptive_size: bool = True,
-        num_experiences: int = -1,
-        *,
-        seed: int | None = None,
-        memmap_dir=None,
-    ) -> None:
+    def __init__(self, ext_mem: Dict, mem_size: int, adaptive_size: bool = True,
+                 num_experiences: int = -1, *, seed: int | None = None, memmap_dir=None) -> None:
         super().__init__(ext_mem, mem_size, seed=seed, memmap_dir=memmap_dir)
-        if not isinstance(adaptive_size, bool):
-            raise TypeError(f"adaptive_size must be a bool, got {adaptive_size!r}")
-        self.adaptive_size = adaptive_size
-        self.num_experiences = check_int("num_experiences", num_experiences)
-        if not adaptive_size and self.num_experiences <= 0:
-            raise ValueError(
-                "num_experiences must be a positive int when adaptive_size=False, "
-                f"got {num_experiences!r}"
-            )
+        self.adaptive_size, self.num_experiences = check_divisor(
+            adaptive_size, "num_experiences", num_experiences)
 
     def subsample_single(self, data: ClassificationDataset, new_size: int) -> ClassificationDataset:
         """A random subset of ``data`` of length ``new_size`` (``data`` itself if not larger)."""

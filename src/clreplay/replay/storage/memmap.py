@@ -109,31 +109,26 @@ class MappedFile:
 
     def read_rows(self, rows: Tensor, out: Tensor) -> Tensor:
         """Rows ``rows`` of the file's tensor (rows of ``out``'s size), read into ``out``."""
-        rows_list = rows.tolist()
-        if not rows_list:
-            return out
-        row_bytes = out.nbytes // len(rows_list)
-        buffer = _bytes_of(out)
-        for position, row, length in _runs(rows_list):
-            size = length * row_bytes
-            piece = buffer[position * row_bytes : position * row_bytes + size]
-            if os.preadv(self._fd, [piece], row * row_bytes) != size:
-                raise OSError(f"short read from {self.path} at row {row}")
+        self._transfer(rows, out, os.preadv, "read from")
         return out
 
     def write_rows(self, rows: Tensor, values: Tensor) -> None:
         """Write the rows of ``values`` at rows ``rows`` of the file's tensor."""
+        self._transfer(rows, values.contiguous(), os.pwritev, "write to")
+
+    def _transfer(self, rows: Tensor, buffer_tensor: Tensor, call, what: str) -> None:
+        """``preadv``/``pwritev`` between rows of the file and ``buffer_tensor``, one call
+        per run of consecutive rows."""
         rows_list = rows.tolist()
         if not rows_list:
             return
-        values = values.contiguous()
-        row_bytes = values.nbytes // len(rows_list)
-        buffer = _bytes_of(values)
+        row_bytes = buffer_tensor.nbytes // len(rows_list)
+        buffer = _bytes_of(buffer_tensor)
         for position, row, length in _runs(rows_list):
             size = length * row_bytes
             piece = buffer[position * row_bytes : position * row_bytes + size]
-            if os.pwritev(self._fd, [piece], row * row_bytes) != size:
-                raise OSError(f"short write to {self.path} at row {row}")
+            if call(self._fd, [piece], row * row_bytes) != size:
+                raise OSError(f"short {what} {self.path} at row {row}")
 
     def release(self) -> None:
         """Give the mapped pages back to the kernel: the resident set shrinks, the data stays.
