@@ -1,6 +1,7 @@
 """The training loop and its plugin hooks."""
 
+from clreplay.training.augmentation import AugmentationPlugin
 from clreplay.training.plugin import HOOKS, StrategyPlugin
 from clreplay.training.strategy import BaseStrategy, Clock, Naive
 
-__all__ = ["HOOKS", "BaseStrategy", "Clock", "Naive", "StrategyPlugin"]
+__all__ = ["HOOKS", "AugmentationPlugin", "BaseStrategy", "Clock", "Naive", "StrategyPlugin"]
