@@ -150,7 +150,8 @@ def _compare(args: argparse.Namespace) -> int:
     by_label = dict(zip(labels, runs))
     print(format_comparison(by_label))
     if args.draw:
-        path = plot_comparison({k: r["accuracy_matrix"] for k, r in by_label.items()}, args.plot)
+        path = plot_comparison({k: r["accuracy_matrix"] for k, r in by_label.items()}, args.plot,
+                               task_curves={k: r.get("task_accuracy_matrix") for k, r in by_label.items()})
         print(f"\nplot: {path}")
     return 0
 
