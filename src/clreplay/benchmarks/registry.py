@@ -25,6 +25,10 @@ _BENCHMARKS: Dict[str, tuple[Callable[..., Benchmark], str]] = {
 }
 
 
+#: Benchmarks whose samples are images (uint8, (C, H, W)); the others are flat vectors.
+IMAGE_BENCHMARKS = ("split_mnist", "split_fashion_mnist", "split_cifar10", "split_cifar100")
+
+
 def list_benchmarks(pattern: str = "*") -> List[str]:
     """Registered benchmark names matching a glob ``pattern``.
 
