@@ -84,3 +84,10 @@ def test_report_compare_and_plots_show_both(tmp_path, capsys):
     names = [p.name for p in render_plots(results, tmp_path)]
     assert names == ["accuracy_matrix.png", "accuracy_curves.png", "task_accuracy_matrix.png"]
     assert (tmp_path / "task_accuracy_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_label_names_an_image_model():
+    from clreplay.evaluation.reports import run_label
+
+    assert run_label({"benchmark": "split_cifar10", "model": "resnet18", "augment": True,
+                      "replay": False}) == "split_cifar10, resnet18, augmented, no replay"

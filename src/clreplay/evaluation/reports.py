@@ -78,6 +78,11 @@ def run_label(config: dict) -> str:
     from clreplay.replay.registry import POLICIES_WITH_SELECTION
 
     parts = [str(config.get("benchmark", "run"))]
+    augment = config.get("augment")
+    if augment is None:  # the default: on for the CIFAR benchmarks
+        augment = config.get("benchmark") in ("split_cifar10", "split_cifar100")
+    if config.get("model", "mlp") != "mlp" or augment:
+        parts.append(str(config.get("model", "mlp")) + (", augmented" if augment else ""))
     if config.get("replay") is False:
         parts.append("no replay")
     elif "mem_size" in config:
