@@ -9,6 +9,7 @@ from typing import Callable, List, Optional
 
 import torch
 
+from clreplay._seeding import derive_seed
 from clreplay._validation import (
     check_choice,
     check_int,
@@ -26,14 +27,13 @@ from clreplay.benchmarks.registry import (
     needs_data_path,
 )
 from clreplay.checkpoint import checkpoint_path, resume_if_saved, save_checkpoint
+from clreplay.data.augment import standard_augmentation
 from clreplay.evaluation.evaluator import EvaluationPlugin
 from clreplay.evaluation.loggers import default_loggers
 from clreplay.evaluation.plots import render_plots
 from clreplay.evaluation.reports import format_experience_stats, format_metrics
 from clreplay.evaluation.reports import format_matrix as _format_matrix
 from clreplay.evaluation.results import FORMAT_VERSION, write_results
-from clreplay._seeding import derive_seed
-from clreplay.data.augment import standard_augmentation
 from clreplay.models import IMAGE_MODELS, feature_layer_name, list_models, make_model
 from clreplay.replay.online import OnlineReplayPlugin
 from clreplay.replay.parametric import GROUPBY

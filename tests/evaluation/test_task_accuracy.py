@@ -68,7 +68,6 @@ def test_task_matrix_survives_a_state_round_trip():
 
 
 def test_report_compare_and_plots_show_both(tmp_path, capsys):
-    from clreplay.cli import main
     from clreplay.evaluation.plots import render_plots
     from clreplay.evaluation.reports import format_comparison, format_report
 

@@ -10,7 +10,7 @@ def test_every_model_runs_on_its_inputs_and_names_its_embedding():
         model = make_model(name, (1, 28, 28), 10, seed=0)
         layer = dict(model.named_modules())[feature_layer_name(model)]
         captured = []
-        layer.register_forward_hook(lambda m, i, o: captured.append(o))
+        layer.register_forward_hook(lambda m, i, o, out=captured: out.append(o))
         assert model(images).shape == (3, 10)
         assert captured[0].flatten(1).shape[0] == 3
     flat = make_model("mlp", (64,), 10, hidden=[32])

@@ -20,10 +20,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
+
+import tomllib
 
 from clreplay._validation import check_choice
 
