@@ -7,6 +7,7 @@ import sys
 from typing import List, Optional
 
 from clreplay.benchmarks.registry import list_benchmarks
+from clreplay.models import list_models
 from clreplay.replay.registry import (
     POLICIES,
     POLICIES_WITH_SELECTION,
@@ -18,20 +19,53 @@ from clreplay.replay.registry import (
 from clreplay.run import RunConfig, run_experiment
 
 _DEFAULTS = RunConfig()
+_RUN_FIELDS = set(RunConfig.__dataclass_fields__)
+
+
+class _RunHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows RunConfig's default for options whose parser default is SUPPRESS (so that
+    only the flags actually given override a preset)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is argparse.SUPPRESS and action.dest in _RUN_FIELDS \
+                and "%(default)" not in text:
+            default = None if action.dest == "policy" else getattr(_DEFAULTS, action.dest)
+            return text + f" (default: {default})"
+        return super()._get_help_string(action)
 
 
 def _add_run_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "run",
         help="train with replay on a benchmark and report accuracies",
-        description="Train an MLP on a class-incremental benchmark with a replay memory, "
+        description="Train a model (MLP, CNN or ResNet-18) on a class-incremental benchmark with a replay memory, "
         "evaluating the whole test stream after every experience.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_RunHelpFormatter,
     )
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="start from the settings of a shipped preset (list them with "
+                   "`clreplay presets`); flags given here override it")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="start from the settings of your own TOML file (RunConfig field "
+                   "names as keys, as in a preset); it overrides --preset, flags override it")
     p.add_argument("--benchmark", default=_DEFAULTS.benchmark, choices=list_benchmarks(),
-                   help="benchmark to run")
+                   help="benchmark to run; split_fashion_mnist, split_cifar10 and "
+                   "split_cifar100 bring their own defaults (see `clreplay presets`)")
     p.add_argument("--data", default=None,
-                   help="data file or folder for file-based benchmarks (split_npz, split_mnist)")
+                   help="data file or folder for file-based benchmarks (split_npz, split_mnist, "
+                   "split_cifar10, split_cifar100: the archive or its folder; split_fashion_mnist: "
+                   "a folder with the four IDX files, by default the one of Debian's "
+                   "dataset-fashion-mnist)")
+    p.add_argument("--model", default=_DEFAULTS.model, choices=list_models(),
+                   help="network: mlp (flattens images), cnn (small CNN) or resnet18 (the "
+                   "reduced ResNet-18 of GEM/DER); cnn and resnet18 need an image benchmark")
+    p.add_argument("--width", type=int, default=_DEFAULTS.width, metavar="N",
+                   help="resnet18 base filters (None: 20, the reduced network; 64 is full "
+                   "width) or cnn first-layer channels (None: 32)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=_DEFAULTS.augment,
+                   help="random crop (4 pixels of zero padding) and horizontal flip of every "
+                   "training batch, on the device; None: on for split_cifar10/100, off otherwise")
     p.add_argument("--n-experiences", type=int, default=_DEFAULTS.n_experiences,
                    help="number of experiences the classes are split into")
     p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help="epochs per experience")
@@ -75,13 +109,46 @@ def _add_run_parser(subparsers) -> None:
                    help="folder to write results.json (and plots) into")
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="folder to save a checkpoint after each experience and resume from")
+    # Only the flags given on the command line reach the namespace: they override the
+    # preset and config file, whose values override RunConfig's defaults.
+    for action in p._actions:
+        if action.dest in _RUN_FIELDS:
+            action.default = argparse.SUPPRESS
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    fields = RunConfig.__dataclass_fields__
-    config = RunConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    from clreplay.presets import resolve_config
+
+    given = {k: v for k, v in vars(args).items() if k in _RUN_FIELDS}
+    config = resolve_config(given, preset=args.preset, config_file=args.config)
+    config.validate()  # every setting checked before any data is read
     run_experiment(config)
+    return 0
+
+
+def _add_presets_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "presets",
+        help="list the shipped presets of run settings (published hyper-parameters)",
+        description="List the presets `clreplay run --preset NAME` starts from; --show NAME "
+        "prints one as TOML.",
+    )
+    p.add_argument("--show", default=None, metavar="NAME", help="print this preset's file")
+    p.set_defaults(handler=_presets)
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from clreplay.presets import describe_presets, load_preset, preset_text
+
+    if args.show is not None:
+        load_preset(args.show)  # an unknown name is an error listing the valid ones
+        print(preset_text(args.show), end="")
+        return 0
+    described = describe_presets()
+    width = max(len(name) for name in described)
+    for name, description in described.items():
+        print(f"{name:<{width}}  {description}")
     return 0
 
 
@@ -152,7 +219,8 @@ def _compare(args: argparse.Namespace) -> int:
     by_label = dict(zip(labels, runs))
     print(format_comparison(by_label))
     if args.draw:
-        path = plot_comparison({k: r["accuracy_matrix"] for k, r in by_label.items()}, args.plot)
+        path = plot_comparison({k: r["accuracy_matrix"] for k, r in by_label.items()}, args.plot,
+                               task_curves={k: r.get("task_accuracy_matrix") for k, r in by_label.items()})
         print(f"\nplot: {path}")
     return 0
 
@@ -166,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(subparsers)
     _add_report_parser(subparsers)
     _add_compare_parser(subparsers)
+    _add_presets_parser(subparsers)
     return parser
 
 

@@ -9,6 +9,7 @@ from typing import Callable, List, Optional
 
 import torch
 
+from clreplay._seeding import derive_seed
 from clreplay._validation import (
     check_choice,
     check_int,
@@ -18,14 +19,21 @@ from clreplay._validation import (
     check_seed,
 )
 from clreplay.benchmarks.experience import Benchmark
-from clreplay.benchmarks.registry import get_benchmark, list_benchmarks, needs_data_path
+from clreplay.benchmarks.registry import (
+    IMAGE_BENCHMARKS,
+    data_path_usage,
+    get_benchmark,
+    list_benchmarks,
+    needs_data_path,
+)
 from clreplay.checkpoint import checkpoint_path, resume_if_saved, save_checkpoint
+from clreplay.data.augment import standard_augmentation
 from clreplay.evaluation.evaluator import EvaluationPlugin
 from clreplay.evaluation.loggers import default_loggers
 from clreplay.evaluation.plots import render_plots
 from clreplay.evaluation.reports import format_experience_stats, format_matrix, format_metrics
 from clreplay.evaluation.results import FORMAT_VERSION, write_results
-from clreplay.models import feature_layer_name, make_mlp
+from clreplay.models import IMAGE_MODELS, feature_layer_name, list_models, make_model
 from clreplay.replay.online import OnlineReplayPlugin
 from clreplay.replay.policies.parametric import GROUPBY
 from clreplay.replay.plugin import ReplayPlugin
@@ -37,6 +45,7 @@ from clreplay.replay.registry import (
     make_selection_strategy,
     make_storage_policy,
 )
+from clreplay.training.augmentation import AugmentationPlugin
 from clreplay.training.strategy import BaseStrategy, Naive
 
 
@@ -66,9 +75,14 @@ class RunConfig:
     batch_size_mem: Optional[int] = None
     task_balanced: bool = False
     memmap_dir: Optional[str] = None  # keep the memory in memory-mapped files there
+    # Models and augmentation (image benchmarks keep uint8 images; models normalise them).
+    model: str = "mlp"  # mlp, cnn, resnet18
+    width: Optional[int] = None  # resnet18 base filters (default 20) or cnn channels (32)
+    augment: Optional[bool] = None  # crop + flip; None: on for split_cifar10/100, else off
 
     def validate(self) -> "RunConfig":
         check_choice("benchmark", self.benchmark, list_benchmarks())
+        self._validate_model_options()
         if needs_data_path(self.benchmark) and not self.data:
             raise ValueError(f"data must name a file or folder for benchmark {self.benchmark!r}, got None")
         check_positive_int("n_experiences", self.n_experiences)
@@ -100,6 +114,33 @@ class RunConfig:
             raise ValueError(f"device must name a torch device, got {self.device!r}") from err
         return self
 
+    def _validate_model_options(self) -> None:
+        check_choice("model", self.model, list_models())
+        image = self.benchmark in IMAGE_BENCHMARKS
+        if self.model in IMAGE_MODELS and not image:
+            raise ValueError(
+                f"model {self.model!r} needs an image benchmark ({', '.join(IMAGE_BENCHMARKS)}), "
+                f"got benchmark {self.benchmark!r}, whose samples are flat vectors"
+            )
+        if self.width is not None:
+            check_positive_int("width", self.width)
+            if self.model not in IMAGE_MODELS:
+                raise ValueError(f"width applies to models {', '.join(IMAGE_MODELS)}, got "
+                                 f"width={self.width} with model {self.model!r} (use hidden)")
+        if self.augment is not None and not isinstance(self.augment, bool):
+            raise TypeError(f"augment must be a bool or None, got {self.augment!r}")
+        if self.augment and not image:
+            raise ValueError(f"augment needs an image benchmark ({', '.join(IMAGE_BENCHMARKS)}), "
+                             f"got benchmark {self.benchmark!r}")
+
+    @property
+    def augments(self) -> bool:
+        """Whether training batches are augmented (``augment``, or by default on the
+        CIFAR benchmarks only)."""
+        if self.augment is None:
+            return self.benchmark in ("split_cifar10", "split_cifar100")
+        return self.augment
+
     def _validate_replay_options(self) -> None:
         for name in ("online", "task_balanced"):
             if not isinstance(getattr(self, name), bool):
@@ -125,7 +166,8 @@ class RunConfig:
 
 
 def build_benchmark(config: RunConfig) -> Benchmark:
-    args = (config.data,) if needs_data_path(config.benchmark) else ()
+    usage = data_path_usage(config.benchmark)
+    args = (config.data,) if usage == "required" or (usage == "optional" and config.data) else ()
     return get_benchmark(config.benchmark, *args, n_experiences=config.n_experiences, seed=config.seed)
 
 
@@ -144,9 +186,14 @@ def build_replay_plugin(config: RunConfig, model: torch.nn.Module) -> ReplayPlug
 
 
 def build_strategy(config: RunConfig, benchmark: Benchmark) -> BaseStrategy:
-    model = make_mlp(benchmark.n_features, benchmark.n_classes, config.hidden, seed=config.seed)
+    model = make_model(config.model, benchmark.input_shape or (benchmark.n_features,),
+                       benchmark.n_classes, seed=config.seed, hidden=config.hidden,
+                       width=config.width, mean=benchmark.mean, std=benchmark.std)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     plugins = [build_replay_plugin(config, model)] if config.replay else []
+    if config.augments:
+        # Crop and flip on the device, current and replayed samples alike.
+        plugins.append(AugmentationPlugin(standard_augmentation(seed=derive_seed(config.seed, "augment"))))
     # A run resumed from a checkpoint continues its logs instead of truncating them.
     resuming = bool(config.checkpoint_dir) and checkpoint_path(config.checkpoint_dir).exists()
     loggers = default_loggers(config.output, append=resuming)
@@ -176,7 +223,7 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> 
     log(
         f"clreplay: {benchmark.name}, {benchmark.n_experiences} experiences, "
         f"{'replay mem_size=' + str(config.mem_size) + ' policy=' + config.policy if config.replay else 'no replay'}, "
-        f"seed={config.seed}"
+        f"model {config.model}{', augmented' if config.augments else ''}, seed={config.seed}"
     )
     # Before reading the evaluator: loading replaces its history with the saved one.
     start = resume_if_saved(strategy, config.checkpoint_dir, config=config)

@@ -90,7 +90,8 @@ def test_report_prints_the_table_and_renders_the_plots(runs, capsys, tmp_path):
 
     assert main(["report", str(folder / "results.json"), "--plots-dir", str(tmp_path / "p")]) == 0
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["accuracy_curves.png",
-                                                                  "accuracy_matrix.png"]
+                                                                  "accuracy_matrix.png",
+                                                                  "task_accuracy_matrix.png"]
     assert main(["report", str(folder), "--no-plots", "--plots-dir", str(tmp_path / "q")]) == 0
     assert not (tmp_path / "q").exists()
 

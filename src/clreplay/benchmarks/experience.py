@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional, Tuple
 
 from clreplay._validation import check_int
 from clreplay.data.dataset import ClassificationDataset
@@ -38,13 +38,27 @@ class Experience:
 
 @dataclass
 class Benchmark:
-    """Matching train and test streams of experiences."""
+    """Matching train and test streams of experiences.
+
+    ``input_shape`` is the shape of one sample: ``(D,)`` for flat vectors,
+    ``(C, H, W)`` for images (kept as ``uint8``); ``mean`` and ``std`` are the
+    per-channel statistics an image model normalises with (in [0, 1] units), None
+    for flat benchmarks.
+    """
 
     train_stream: List[Experience]
     test_stream: List[Experience]
     class_order: List[int]
     name: str = "benchmark"
     n_features: int = field(default=0)
+    input_shape: Tuple[int, ...] = ()
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
+
+    @property
+    def is_image(self) -> bool:
+        """True when samples are images ``(C, H, W)``."""
+        return len(self.input_shape) == 3
 
     @property
     def n_experiences(self) -> int:

@@ -65,6 +65,23 @@ def load_idx_datasets(root: str | os.PathLike) -> Tuple[ClassificationDataset, C
     return parts[0], parts[1]
 
 
+def load_idx_images(root: str | os.PathLike) -> Tuple[ClassificationDataset, ClassificationDataset]:
+    """(train, test) images from the four MNIST-format files in ``root``, kept as
+    ``uint8`` tensors ``(N, 1, H, W)`` (models normalise them per batch)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"root must be a folder, got {str(root)!r}")
+    parts = []
+    for split in ("train", "t10k"):
+        images = read_idx(_find(root, f"{split}-images-idx3-ubyte"))
+        labels = read_idx(_find(root, f"{split}-labels-idx1-ubyte"))
+        if images.dtype != np.uint8 or images.ndim != 3:
+            raise ValueError(f"{split} images must be uint8 (N, H, W), got {images.dtype} {images.shape}")
+        x = torch.from_numpy(images.copy()).unsqueeze(1)
+        parts.append(ClassificationDataset(x, torch.from_numpy(labels.astype(np.int64))))
+    return parts[0], parts[1]
+
+
 def load_npz_datasets(path: str | os.PathLike) -> Tuple[ClassificationDataset, ClassificationDataset]:
     """(train, test) from an ``.npz`` archive with ``x_train, y_train, x_test, y_test``."""
     with np.load(path, allow_pickle=False) as archive:
@@ -97,8 +114,9 @@ def split_mnist(
     class_order: Optional[Sequence[int]] = None,
     seed: Optional[int] = 0,
 ) -> Benchmark:
-    """Class-incremental MNIST (or any IDX-format data set) read from ``root``."""
-    train, test = load_idx_datasets(root)
+    """Class-incremental MNIST (or any IDX-format data set) read from ``root``, as
+    ``uint8`` images ``(1, H, W)``."""
+    train, test = load_idx_images(root)
     return _split(train, test, "split_mnist", n_experiences, task_labels, class_order, seed)
 
 

@@ -114,11 +114,13 @@ def class_incremental(
     order = _resolve_class_order(classes, class_order, seed)
     groups = split_classes(order, n_experiences)
     n_features = int(train.storage[0].numel()) if train.is_tensor_backed and len(train) else 0
+    input_shape = tuple(train.storage.shape[1:]) if train.is_tensor_backed else ()
     return Benchmark(
         train_stream=_stream(train, groups, task_labels),
         test_stream=_stream(test, groups, task_labels),
         class_order=order,
         name="class_incremental",
         n_features=n_features,
+        input_shape=input_shape,
     )
 

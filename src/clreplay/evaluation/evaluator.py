@@ -18,6 +18,8 @@ from clreplay.training.plugin import StrategyPlugin
 _STATE_KEYS = (
     "accuracy_matrix",
     "initial_accuracy",
+    "task_accuracy_matrix",
+    "initial_task_accuracy",
     "class_accuracy",
     "train_loss",
     "epoch_losses",
@@ -70,8 +72,11 @@ class EvaluationPlugin(StrategyPlugin):
     """Gathers the run's metrics and sends its events to ``loggers``.
 
     After each training experience ``i`` it evaluates ``test_stream`` and appends
-    row ``i`` of the accuracy matrix ``R[i][j]`` (accuracy on ``test_stream[j]``),
-    the per-class accuracy over the whole stream, the experience's training loss
+    row ``i`` of the accuracy matrix ``R[i][j]`` (accuracy on ``test_stream[j]``,
+    class-incremental: the prediction is the argmax over all outputs), row ``i`` of
+    the task-incremental matrix (the same with the logits restricted to the classes
+    of ``test_stream[j]``, ``classes_in_this_experience``: the task is known at test
+    time), the per-class accuracy over the whole stream, the experience's training loss
     (mean over its iterations, and per epoch), its training samples, time and
     throughput (epochs only), the evaluation time and the replay memory's size and
     composition. With ``initial_eval`` (default) it also evaluates the model once
@@ -96,6 +101,10 @@ class EvaluationPlugin(StrategyPlugin):
     (2, 10)
     >>> sorted(evaluator.report())[:4]
     ['accuracy_matrix', 'average_accuracy', 'average_incremental_accuracy', 'backward_transfer']
+    >>> evaluator.accuracy_matrix[-1][0]            # class-IL: the first experience is forgotten
+    0.0
+    >>> evaluator.task_accuracy_matrix[-1][0] > 0.5  # task-IL: told the task, the model still knows
+    True
     """
 
     def __init__(
@@ -121,6 +130,9 @@ class EvaluationPlugin(StrategyPlugin):
         self._live = [lg for lg in self.loggers if type(lg).on_iteration is not Logger.on_iteration]
         self._collect_classes = False
         self._class_correct = self._class_total = None
+        self._collect_task = False
+        self._task_correct: Dict[int, torch.Tensor] = {}
+        self._task_classes: Dict[tuple, torch.Tensor] = {}
         #: The ``experience_end`` record of the last experience (None before the first).
         self.last_record: Optional[dict] = None
         self._reset_state()
@@ -129,6 +141,8 @@ class EvaluationPlugin(StrategyPlugin):
     def _reset_state(self) -> None:
         self.accuracy_matrix: List[List[float]] = []
         self.initial_accuracy: Optional[List[float]] = None
+        self.task_accuracy_matrix: List[List[float]] = []
+        self.initial_task_accuracy: Optional[List[float]] = None
         self.class_accuracy: List[List[Optional[float]]] = []
         self.train_loss: List[Optional[float]] = []
         self.epoch_losses: List[List[Optional[float]]] = []
@@ -156,8 +170,9 @@ class EvaluationPlugin(StrategyPlugin):
     def before_training_exp(self, strategy, **kwargs) -> None:
         if (self.test_stream and self.initial_eval and self.initial_accuracy is None
                 and strategy.clock.train_exp_counter == 0):
-            accuracies = strategy.eval(self.test_stream)
+            accuracies, task_accuracies = self._evaluate(strategy)
             self.initial_accuracy = [accuracies[e.current_experience] for e in self.test_stream]
+            self.initial_task_accuracy = task_accuracies
         self._reset_experience()
         experience = strategy.experience
         self.emit("experience_start", {
@@ -220,10 +235,11 @@ class EvaluationPlugin(StrategyPlugin):
             started = time.perf_counter()
             self._collect_classes, self._class_correct, self._class_total = True, None, None
             try:
-                accuracies = strategy.eval(self.test_stream)
+                accuracies, task_accuracies = self._evaluate(strategy)
             finally:
                 self._collect_classes = False
             self.accuracy_matrix.append([accuracies[e.current_experience] for e in self.test_stream])
+            self.task_accuracy_matrix.append(task_accuracies)
             correct = [] if self._class_correct is None else self._class_correct.tolist()
             total = [] if self._class_total is None else self._class_total.tolist()
             self.class_accuracy.append(per_class_accuracy(correct, total))
@@ -234,7 +250,39 @@ class EvaluationPlugin(StrategyPlugin):
         self.last_record = self._experience_record(experience)
         self.emit("experience_end", self.last_record)
 
+    def _evaluate(self, strategy):
+        """Class-IL accuracies ``{experience: accuracy}`` from ``strategy.eval`` and the
+        task-IL ones (a list over ``test_stream``) counted alongside."""
+        self._collect_task, self._task_correct = True, {}
+        try:
+            accuracies = strategy.eval(self.test_stream)
+        finally:
+            self._collect_task = False
+        counts = {k: v.item() for k, v in self._task_correct.items()}  # one read per experience
+        task = []
+        for e in self.test_stream:
+            n = len(e.dataset)
+            task.append(counts.get(e.current_experience, 0) / n if n else float("nan"))
+        return accuracies, task
+
+    def _classes_of(self, experience: Experience, device: torch.device) -> torch.Tensor:
+        key = (experience.current_experience, tuple(experience.classes_in_this_experience), device)
+        classes = self._task_classes.get(key)
+        if classes is None:
+            classes = torch.tensor(experience.classes_in_this_experience, dtype=torch.long,
+                                   device=device)
+            self._task_classes[key] = classes
+        return classes
+
     def after_eval_iteration(self, strategy, **kwargs) -> None:
+        if self._collect_task:
+            y, output, experience = strategy.mb_y, strategy.mb_output, strategy.experience
+            classes = self._classes_of(experience, output.device)
+            # Task-IL: the argmax over the logits of the experience's own classes only.
+            predicted = classes[output.index_select(1, classes).argmax(dim=1)]
+            hits = (predicted == y).sum()
+            index = experience.current_experience
+            self._task_correct[index] = hits + self._task_correct[index] if index in self._task_correct else hits
         if not self._collect_classes:
             return
         y, output = strategy.mb_y, strategy.mb_output
@@ -249,12 +297,16 @@ class EvaluationPlugin(StrategyPlugin):
         i = len(self.train_loss) - 1
         row = self.accuracy_matrix[i] if self.accuracy_matrix else []
         seen = row[: len(self.accuracy_matrix)]
+        task_row = self.task_accuracy_matrix[i] if self.task_accuracy_matrix else []
+        task_seen = task_row[: len(self.task_accuracy_matrix)]
         seconds = self.train_time_s[i]
         return {
             "experience": experience.current_experience,
             "classes": list(experience.classes_in_this_experience),
             "accuracy": list(row),
             "accuracy_on_seen": sum(seen) / len(seen) if seen else None,
+            "task_accuracy": list(task_row),
+            "task_accuracy_on_seen": sum(task_seen) / len(task_seen) if task_seen else None,
             "class_accuracy": list(self.class_accuracy[i]),
             "train_loss": self.train_loss[i],
             "train_samples": self.train_samples[i],
@@ -270,11 +322,19 @@ class EvaluationPlugin(StrategyPlugin):
             metrics = summarize(self.accuracy_matrix, baseline=self.initial_accuracy)
         else:
             metrics = dict.fromkeys(summarize([[0.0]]))
+        if self.task_accuracy_matrix:
+            task = summarize(self.task_accuracy_matrix, baseline=self.initial_task_accuracy)
+        else:
+            task = dict.fromkeys(summarize([[0.0]]))
         last_memory = self.memory[-1] if self.memory else {}
         return {
             "accuracy_matrix": [list(row) for row in self.accuracy_matrix],
             **metrics,
             "initial_accuracy": None if self.initial_accuracy is None else list(self.initial_accuracy),
+            "task_accuracy_matrix": [list(row) for row in self.task_accuracy_matrix],
+            **{f"task_{key}": value for key, value in task.items()},
+            "initial_task_accuracy": (None if self.initial_task_accuracy is None
+                                      else list(self.initial_task_accuracy)),
             "class_accuracy": [list(row) for row in self.class_accuracy],
             "train_loss": list(self.train_loss),
             "epoch_losses": [list(row) for row in self.epoch_losses],

@@ -15,6 +15,7 @@ from clreplay.evaluation.metrics import Matrix, accuracy_on_seen, check_matrix
 from clreplay.evaluation.reports import run_label
 
 MATRIX_PLOT = "accuracy_matrix.png"
+TASK_MATRIX_PLOT = "task_accuracy_matrix.png"
 CURVES_PLOT = "accuracy_curves.png"
 
 # Beyond this many experiences the numbers would not fit in the cells.
@@ -66,9 +67,11 @@ def plot_accuracy_matrix(matrix: Matrix, path: str | os.PathLike, *,
 
 
 def plot_accuracy_curves(matrix: Matrix, path: str | os.PathLike, *,
-                         title: Optional[str] = None) -> Path:
+                         title: Optional[str] = None,
+                         task_matrix: Optional[Matrix] = None) -> Path:
     """Accuracy on each experience over the stream, from when it is learnt on, and
-    the mean accuracy on the experiences seen so far (bold). Returns ``path``."""
+    the mean accuracy on the experiences seen so far (bold); with ``task_matrix``,
+    also its task-incremental mean on seen experiences (bold, dashed). Returns ``path``."""
     rows = check_matrix(matrix)
     steps = list(range(len(rows)))
     figure = _figure(7.0, 4.5)
@@ -78,14 +81,21 @@ def plot_accuracy_curves(matrix: Matrix, path: str | os.PathLike, *,
                 linewidth=1, label=f"experience {j}")
     ax.plot(steps, accuracy_on_seen(rows), color="black", linewidth=2.5, marker="s",
             label="mean on seen")
+    if task_matrix:
+        task_seen = accuracy_on_seen(task_matrix)
+        ax.plot(range(len(task_seen)), task_seen, color="black", linewidth=2.0, linestyle="--",
+                marker="s", markerfacecolor="white", label="mean on seen, task-IL")
     _finish_curves(ax, len(rows), title or "accuracy over the stream")
     return _save(figure, path)
 
 
 def plot_comparison(curves: Dict[str, Matrix], path: str | os.PathLike, *,
-                    title: Optional[str] = None) -> Path:
+                    title: Optional[str] = None,
+                    task_curves: Optional[Dict[str, Matrix]] = None) -> Path:
     """Several runs side by side: each run's mean accuracy on the experiences seen so
-    far, after every experience; the legend gives the final average accuracy."""
+    far, after every experience; the legend gives the final average accuracy. Runs
+    with a matrix in ``task_curves`` get their task-incremental curve too (dashed,
+    same colour)."""
     if not isinstance(curves, dict) or not curves:
         raise ValueError(f"curves must be a non-empty dict from run label to matrix, got {curves!r}")
     figure = _figure(7.0, 4.5)
@@ -94,8 +104,13 @@ def plot_comparison(curves: Dict[str, Matrix], path: str | os.PathLike, *,
     for label, matrix in curves.items():
         seen = accuracy_on_seen(matrix)
         longest = max(longest, len(seen))
-        ax.plot(range(len(seen)), seen, marker="o", markersize=3, linewidth=1.5,
-                label=f"{label} ({seen[-1]:.3f})")
+        (line,) = ax.plot(range(len(seen)), seen, marker="o", markersize=3, linewidth=1.5,
+                          label=f"{label} ({seen[-1]:.3f})")
+        task = (task_curves or {}).get(label)
+        if task:
+            task_seen = accuracy_on_seen(task)
+            ax.plot(range(len(task_seen)), task_seen, linestyle="--", linewidth=1.2,
+                    color=line.get_color(), label=f"{label}, task-IL ({task_seen[-1]:.3f})")
     _finish_curves(ax, longest, title or "mean accuracy on seen experiences")
     return _save(figure, path)
 
@@ -112,12 +127,19 @@ def _finish_curves(ax, n_steps: int, title: str) -> None:
 
 
 def render_plots(results: dict, folder: str | os.PathLike) -> List[Path]:
-    """The plots of a results dict (``accuracy_matrix.png``, ``accuracy_curves.png``)
+    """The plots of a results dict (``accuracy_matrix.png``, ``accuracy_curves.png`` and,
+    when the results have a task-incremental matrix, ``task_accuracy_matrix.png``)
     written into ``folder``; returns their paths."""
     matrix = results["accuracy_matrix"]
+    task = results.get("task_accuracy_matrix") or None
     name = run_label(results.get("config") or {})
     folder = Path(folder)
-    return [
+    paths = [
         plot_accuracy_matrix(matrix, folder / MATRIX_PLOT, title=f"accuracy matrix: {name}"),
-        plot_accuracy_curves(matrix, folder / CURVES_PLOT, title=f"accuracy: {name}"),
+        plot_accuracy_curves(matrix, folder / CURVES_PLOT, title=f"accuracy: {name}",
+                             task_matrix=task),
     ]
+    if task:
+        paths.append(plot_accuracy_matrix(task, folder / TASK_MATRIX_PLOT,
+                                          title=f"task-incremental accuracy: {name}"))
+    return paths

@@ -14,6 +14,8 @@ METRICS = (
     ("backward_transfer", "BWT", "+.4f"),
     ("forward_transfer", "FWT", "+.4f"),
 )
+#: The task-incremental counterpart shown beside them.
+TASK_METRIC = ("task_average_accuracy", "task-IL acc", ".4f")
 
 
 def _fmt(value, spec: str) -> str:
@@ -45,8 +47,10 @@ def format_metrics(results: dict) -> str:
         "forgetting": "forgetting",
         "backward_transfer": "backward transfer",
         "forward_transfer": "forward transfer",
+        "task_average_accuracy": "task-incremental final average accuracy",
     }
-    lines = [f"{names[key]}: {_fmt(results.get(key), spec)}" for key, _, spec in METRICS]
+    metrics = METRICS + ((TASK_METRIC,) if TASK_METRIC[0] in results else ())
+    lines = [f"{names[key]}: {_fmt(results.get(key), spec)}" for key, _, spec in metrics]
     total = (results.get("timing") or {}).get("total_s")
     if total is not None:
         lines.append(f"total time: {total:.1f} s")
@@ -74,6 +78,11 @@ def run_label(config: dict) -> str:
     from clreplay.replay.registry import POLICIES_WITH_SELECTION
 
     parts = [str(config.get("benchmark", "run"))]
+    augment = config.get("augment")
+    if augment is None:  # the default: on for the CIFAR benchmarks
+        augment = config.get("benchmark") in ("split_cifar10", "split_cifar100")
+    if config.get("model", "mlp") != "mlp" or augment:
+        parts.append(str(config.get("model", "mlp")) + (", augmented" if augment else ""))
     if config.get("replay") is False:
         parts.append("no replay")
     elif "mem_size" in config:
@@ -89,12 +98,18 @@ def format_report(results: dict, *, source: Optional[str] = None) -> str:
     head = run_label(results.get("config") or {})
     if source:
         head = f"{source}: {head}"
-    return "\n\n".join([head, format_matrix(results["accuracy_matrix"]), format_metrics(results)])
+    parts = [head, format_matrix(results["accuracy_matrix"])]
+    if results.get("task_accuracy_matrix"):
+        parts[1] = "class-incremental accuracy:\n" + parts[1]
+        parts.append("task-incremental accuracy (logits restricted to each experience's "
+                     "classes):\n" + format_matrix(results["task_accuracy_matrix"]))
+    return "\n\n".join(parts + [format_metrics(results)])
 
 
 def format_comparison(runs: Dict[str, dict]) -> str:
-    """Several runs side by side: one row per run with its metrics, memory size and
-    total time, then each run's mean accuracy on seen experiences after every step.
+    """Several runs side by side: one row per run with its metrics, memory size,
+    total time and (for runs that have it) task-incremental average accuracy, then
+    each run's mean accuracy on seen experiences after every step.
 
     >>> a = {"config": {}, "accuracy_matrix": [[1.0, 0.0], [0.5, 1.0]], "forgetting": 0.5}
     >>> print(format_comparison({"a": a}).splitlines()[2].split())
@@ -103,7 +118,9 @@ def format_comparison(runs: Dict[str, dict]) -> str:
     if not isinstance(runs, dict) or not runs:
         raise ValueError(f"runs must be a non-empty dict from label to results, got {runs!r}")
     width = max(8, *(len(label) for label in runs))
+    with_task = any(TASK_METRIC[0] in results for results in runs.values())
     titles = [title for _, title, _ in METRICS] + ["memory", "time (s)"]
+    titles += [TASK_METRIC[1]] if with_task else []
     widths = [max(9, len(t)) for t in titles]
     header = f"{'run':<{width}}" + "".join(f" {t:>{w}}" for t, w in zip(titles, widths))
     lines = [header, "-" * len(header)]
@@ -112,11 +129,19 @@ def format_comparison(runs: Dict[str, dict]) -> str:
         total = (results.get("timing") or {}).get("total_s")
         cells = [_fmt(results.get(key), spec) for key, _, spec in METRICS]
         cells += [_fmt(memory, "d"), _fmt(total, ".1f")]
+        if with_task:
+            cells.append(_fmt(results.get(TASK_METRIC[0]), TASK_METRIC[2]))
         lines.append(f"{label:<{width}}" + "".join(f" {c:>{w}}" for c, w in zip(cells, widths)))
     lines += ["", "mean accuracy on seen experiences after each experience:"]
     for label, results in runs.items():
         seen = accuracy_on_seen(results["accuracy_matrix"])
         lines.append(f"{label:<{width}} " + " ".join(f"{a:.3f}" for a in seen))
+    if any(results.get("task_accuracy_matrix") for results in runs.values()):
+        lines += ["", "the same, task-incremental:"]
+        for label, results in runs.items():
+            matrix = results.get("task_accuracy_matrix")
+            cells = " ".join(f"{a:.3f}" for a in accuracy_on_seen(matrix)) if matrix else "n/a"
+            lines.append(f"{label:<{width}} {cells}")
     lines += ["", "settings:"]
     lines += [f"{label:<{width}} {run_label(results.get('config') or {})}"
               for label, results in runs.items()]

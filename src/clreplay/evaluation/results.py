@@ -3,7 +3,10 @@
 A results file is one JSON object. The main job writes at least these keys:
 
 - ``accuracy_matrix``: ``R[i][j]``, accuracy on test experience ``j`` after training
-  on experience ``i``;
+  on experience ``i`` (class-incremental: argmax over every output);
+- ``task_accuracy_matrix`` and the same metrics prefixed ``task_``: task-incremental
+  accuracy, the logits restricted to the classes of test experience ``j`` (files
+  written before it existed lack these keys; readers treat them as optional);
 - ``average_accuracy``, ``average_incremental_accuracy``, ``forgetting``,
   ``backward_transfer``, ``forward_transfer`` (see :mod:`clreplay.evaluation.metrics`;
   ``null`` where undefined);

@@ -1,7 +1,8 @@
 """The training loop and its plugin hooks."""
 
+from clreplay.training.augmentation import AugmentationPlugin
 from clreplay.training.context import RunContext
 from clreplay.training.plugin import HOOKS, StrategyPlugin
 from clreplay.training.strategy import BaseStrategy, Clock, Naive
 
-__all__ = ["HOOKS", "BaseStrategy", "Clock", "Naive", "RunContext", "StrategyPlugin"]
+__all__ = ["HOOKS", "AugmentationPlugin", "BaseStrategy", "Clock", "Naive", "RunContext", "StrategyPlugin"]

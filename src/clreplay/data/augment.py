@@ -1,0 +1,200 @@
+"""Batched, seeded augmentation of image batches ``(N, C, H, W)`` on their own device.
+
+Every transform works on the whole batch at once (index arithmetic and one gather,
+no loop over samples) and keeps the batch's dtype, so ``uint8`` images stay
+``uint8`` until the model normalises them. A random transform owns a
+``torch.Generator`` on the batch's device, seeded from its explicit ``seed``, with
+``state_dict()`` / ``load_state_dict()``: the same seed gives the same crops and
+flips, and a resumed run continues the same random stream.
+
+>>> x = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4)
+>>> augment = standard_augmentation(seed=0)
+>>> y = augment(x)
+>>> y.shape, y.dtype
+(torch.Size([1, 1, 4, 4]), torch.uint8)
+>>> torch.equal(standard_augmentation(seed=0)(x), y)
+True
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable, Dict, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from clreplay._seeding import derive_seed
+from clreplay._validation import check_int, check_seed
+
+
+def _check_images(x: Tensor, name: str = "x") -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must be a batch of images (N, C, H, W), got shape {tuple(x.shape)}")
+    return x
+
+
+class BatchTransform(ABC):
+    """A transform of a whole batch of images; stateless unless it is random."""
+
+    @abstractmethod
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise KeyError(f"{type(self).__name__} has no state, got keys {sorted(state)}")
+
+
+class RandomBatchTransform(BatchTransform):
+    """A transform drawing from its own generator, created on the first batch's
+    device and seeded with ``seed``."""
+
+    def __init__(self, *, seed: int = 0) -> None:
+        seed = check_seed("seed", seed)
+        self.seed = 0 if seed is None else seed
+        self._generator: Optional[torch.Generator] = None
+        self._pending: Optional[dict] = None
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The generator on ``device`` (a new one, from ``seed``, if the batches moved)."""
+        g = self._generator
+        if g is None or g.device.type != device.type:
+            g = torch.Generator(device=device)
+            g.manual_seed(self.seed)
+            pending, self._pending = self._pending, None
+            if pending is not None and torch.device(pending["device"]).type == device.type:
+                g.set_state(pending["state"])
+            self._generator = g
+        return g
+
+    def state_dict(self) -> dict:
+        if self._generator is None:
+            return {"seed": self.seed, **(self._pending or {"device": None, "state": None})}
+        return {"seed": self.seed, "device": str(self._generator.device),
+                "state": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state) != {"seed", "device", "state"}:
+            raise KeyError(f"{type(self).__name__} state must have keys ['device', 'seed', 'state'], "
+                           f"got {sorted(state)}")
+        self.seed = state["seed"]
+        self._generator = None
+        # Applied when the first batch shows the device (the generator lives there).
+        self._pending = None if state["state"] is None else {"device": state["device"],
+                                                             "state": state["state"]}
+
+
+def crop_with_offsets(x: Tensor, top: Tensor, left: Tensor, padding: int) -> Tensor:
+    """Windows of ``x``'s size cut from ``x`` zero-padded by ``padding`` on each side;
+    sample ``i``'s window starts at row ``top[i]``, column ``left[i]`` of the padded
+    image (``padding, padding`` is the original image). One gather for the batch.
+
+    >>> x = torch.tensor([[[[1, 2], [3, 4]]]])
+    >>> crop_with_offsets(x, torch.tensor([0]), torch.tensor([2]), 1).tolist()
+    [[[[0, 0], [2, 0]]]]
+    """
+    _check_images(x)
+    n, c, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding)) if padding else x
+    width = w + 2 * padding
+    rows = top.view(n, 1, 1) + torch.arange(h, device=x.device).view(1, h, 1)
+    cols = left.view(n, 1, 1) + torch.arange(w, device=x.device).view(1, 1, w)
+    index = (rows * width + cols).view(n, 1, h * w).expand(n, c, h * w)
+    return padded.reshape(n, c, -1).gather(2, index).view(n, c, h, w)
+
+
+class RandomCrop(RandomBatchTransform):
+    """Random crop of each image's size from the image zero-padded by ``padding``
+    (``torchvision.transforms.RandomCrop(size, padding)``, batched).
+
+    Offsets are ``torch.randint(0, 2 * padding + 1, (2, N))`` from the generator:
+    row 0 the top, row 1 the left of each window in the padded image.
+    """
+
+    def __init__(self, padding: int = 4, *, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        self.padding = check_int("padding", padding, minimum=0)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        _check_images(x)
+        offsets = torch.randint(0, 2 * self.padding + 1, (2, x.shape[0]),
+                                generator=self.generator(x.device), device=x.device)
+        return crop_with_offsets(x, offsets[0], offsets[1], self.padding)
+
+
+class RandomHorizontalFlip(RandomBatchTransform):
+    """Mirror each image left-right with probability ``p``: image ``i`` is flipped when
+    ``torch.rand(N)[i] < p`` (drawn from the generator)."""
+
+    def __init__(self, p: float = 0.5, *, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        _check_images(x)
+        flip = torch.rand(x.shape[0], generator=self.generator(x.device), device=x.device) < self.p
+        return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+
+
+class Normalize(BatchTransform):
+    """``(x * scale - mean) / std`` per channel, as float: for models that do not
+    start with :class:`~clreplay.models.InputNormalization` (the library's models do,
+    so their batches stay ``uint8`` and need no ``Normalize``)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], *, scale: float = 1 / 255) -> None:
+        from clreplay.models.normalization import InputNormalization
+
+        self._norm = InputNormalization(mean, std, scale=scale)
+        self._on: Dict[torch.device, Callable[[Tensor], Tensor]] = {}
+
+    def __call__(self, x: Tensor) -> Tensor:
+        _check_images(x)
+        norm = self._on.get(x.device)
+        if norm is None:
+            norm = self._on[x.device] = self._norm.to(x.device)
+        return norm(x)
+
+
+class Compose(BatchTransform):
+    """Transforms applied in order; the state is the list of their states."""
+
+    def __init__(self, transforms: Sequence[BatchTransform]) -> None:
+        self.transforms = list(transforms)
+        for i, t in enumerate(self.transforms):
+            if not callable(t):
+                raise TypeError(f"transforms[{i}] must be callable, got {type(t).__name__}")
+
+    def __call__(self, x: Tensor) -> Tensor:
+        for t in self.transforms:
+            x = t(x)
+        return x
+
+    def state_dict(self) -> dict:
+        return {"transforms": [getattr(t, "state_dict", dict)() for t in self.transforms]}
+
+    def load_state_dict(self, state: dict) -> None:
+        states = state.get("transforms") if isinstance(state, dict) else None
+        if not isinstance(states, list) or len(states) != len(self.transforms):
+            raise KeyError(f"Compose state must hold {len(self.transforms)} transform states, got {state!r}")
+        for t, s in zip(self.transforms, states):
+            if hasattr(t, "load_state_dict"):
+                t.load_state_dict(s)
+
+
+def standard_augmentation(*, seed: int = 0, padding: int = 4, flip: bool = True) -> Compose:
+    """The augmentation of the split-CIFAR literature: random crop with ``padding``
+    zero pixels, then a horizontal flip with probability 1/2 (each from its own seed,
+    derived from ``seed``)."""
+    seed = check_seed("seed", seed) or 0
+    transforms: list[BatchTransform] = [RandomCrop(padding, seed=derive_seed(seed, "crop"))]
+    if flip:
+        transforms.append(RandomHorizontalFlip(seed=derive_seed(seed, "flip")))
+    return Compose(transforms)

@@ -1,0 +1,64 @@
+import pytest
+
+from clreplay.cli import main
+from clreplay.presets import list_presets, load_preset, read_config_file, resolve_config
+from clreplay.run import RunConfig
+
+
+def test_every_shipped_preset_is_a_valid_run():
+    assert {"der_er_split_mnist", "der_er_split_cifar10", "split_fashion_mnist"} <= set(list_presets())
+    for name in list_presets():
+        assert load_preset(name)["description"]
+        config = resolve_config({"data": "somewhere"}, preset=name)
+        config.validate()
+
+
+def test_published_rows():
+    mnist = resolve_config({}, preset="der_er_split_mnist")
+    assert (mnist.benchmark, mnist.hidden, mnist.epochs, mnist.batch_size, mnist.batch_size_mem,
+            mnist.lr, mnist.momentum, mnist.mem_size, mnist.online) == \
+        ("split_mnist", [100, 100], 1, 10, 10, 0.01, 0.0, 200, True)
+    cifar = resolve_config({}, preset="der_er_split_cifar10")
+    assert (cifar.model, cifar.width, cifar.epochs, cifar.batch_size, cifar.lr, cifar.augment) == \
+        ("resnet18", 64, 50, 32, 0.1, True)
+
+
+def test_layers_defaults_benchmark_preset_file_flags(tmp_path):
+    assert resolve_config({}).epochs == RunConfig().epochs == 5
+    fashion = resolve_config({"benchmark": "split_fashion_mnist"})
+    assert (fashion.epochs, fashion.lr, fashion.batch_size) == (1, 0.005, 32)
+    assert resolve_config({"benchmark": "split_fashion_mnist", "epochs": 3}).epochs == 3
+    assert resolve_config({"benchmark": "split_cifar10"}).model == "resnet18"
+    own = tmp_path / "mine.toml"
+    own.write_text('lr = 0.2\nepochs = 7\nhidden = [32, 32]\n')
+    config = resolve_config({"epochs": 2}, preset="der_er_split_mnist", config_file=own)
+    assert (config.lr, config.epochs, config.hidden, config.batch_size) == (0.2, 2, [32, 32], 10)
+    assert resolve_config({}).policy is None and resolve_config({}).validate().policy == "experience"
+
+
+def test_unknown_keys_and_names_are_clear_errors(tmp_path):
+    own = tmp_path / "mine.toml"
+    own.write_text("lrr = 0.1\n")
+    with pytest.raises(ValueError, match=r"mine.toml' has an unknown key 'lrr'.*did you mean 'lr'\?"):
+        read_config_file(own)
+    own.write_text("lr = \n")
+    with pytest.raises(ValueError, match="must be valid TOML"):
+        read_config_file(own)
+    with pytest.raises(ValueError, match="preset must be one of .* got 'der_er'"):
+        load_preset("der_er")
+    with pytest.raises(FileNotFoundError, match="config must be a TOML file"):
+        read_config_file(tmp_path / "none.toml")
+
+
+def test_cli_presets_and_errors(tmp_path, capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "der_er_split_cifar10  DER paper (Buzzega et al. 2020), Seq-CIFAR-10, ER, buffer 200" in out
+    assert main(["presets", "--show", "der_er_split_mnist"]) == 0
+    assert "lr = 0.01" in capsys.readouterr().out
+    own = tmp_path / "mine.toml"
+    own.write_text("epochz = 1\n")
+    assert main(["run", "--config", str(own)]) == 2
+    assert "unknown key 'epochz'" in capsys.readouterr().err
+    assert main(["run", "--preset", "nope"]) == 2
+    assert "preset must be one of" in capsys.readouterr().err
