@@ -284,7 +284,7 @@ def test_state_that_is_not_plain_data_is_refused_before_writing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_saving_inside_an_experience_is_refused(tmp_path, bench):
+def test_saving_inside_an_experience_outside_an_iteration_end_is_refused(tmp_path, bench):
     class SaveDuringTraining(StrategyPlugin):
         def after_training_exp(self, strategy, **kwargs):
             save_checkpoint(strategy, tmp_path / "c.pt")
@@ -292,7 +292,8 @@ def test_saving_inside_an_experience_is_refused(tmp_path, bench):
     model = torch.nn.Linear(64, 10)
     strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.1),
                      plugins=[SaveDuringTraining()])
-    with pytest.raises(ValueError, match="strategy must be between experiences to be checkpointed"):
+    with pytest.raises(ValueError, match=r"strategy must be between experiences or at the end of a "
+                                         r"training iteration \(after_training_iteration\) to be checkpointed"):
         strategy.train(bench.train_stream[0])
     assert not (tmp_path / "c.pt").exists()
 

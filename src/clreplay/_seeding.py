@@ -95,6 +95,7 @@ class Seeded:
 
     def _load_seed_state(self, state: dict) -> None:
         self.seed = state["seed"]
-        self._generator = None
-        if state["generator"] is not None:
+        if state["generator"] is None:
+            self._generator = None
+        else:  # in place: whoever holds the generator (a batch source) draws on from the state
             self.generator.set_state(state["generator"])

@@ -42,6 +42,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 import torch
 from torch import Tensor
 
+from clreplay.training.plugin import StrategyPlugin
 from clreplay.training.strategy import BaseStrategy
 
 #: Identifies clreplay checkpoints (a file without it is refused).
@@ -51,7 +52,7 @@ VERSION = 1
 CHECKPOINT_FILENAME = "checkpoint.pt"
 #: Configuration fields that say where a run writes or computes, not what it
 #: computes: a run resumed with other values of these is the same run.
-IGNORED_CONFIG_FIELDS = frozenset({"output", "checkpoint_dir", "device", "memmap_dir"})
+IGNORED_CONFIG_FIELDS = frozenset({"output", "checkpoint_dir", "checkpoint_every", "device", "memmap_dir"})
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -226,16 +227,17 @@ def save_checkpoint(strategy: BaseStrategy, path: PathLike, *, config: Any = Non
     plain data) is stored with it so that :func:`load_checkpoint` can refuse a run
     configured differently; the fields in :data:`IGNORED_CONFIG_FIELDS` are left out.
     The folder is created if needed. Call it between experiences (after
-    ``strategy.train()`` returns); a state holding anything but tensors and plain
-    data is a ``TypeError`` naming where, before anything is written.
+    ``strategy.train()`` returns) or at the end of a training iteration (from an
+    ``after_training_iteration`` hook): a checkpoint taken inside an experience
+    resumes at the next iteration, exactly. A state holding anything but tensors and
+    plain data is a ``TypeError`` naming where, before anything is written.
     """
     strategy = _check_strategy(strategy)
-    if strategy.is_training:
-        # The clock counts finished experiences only: a resume would train the
-        # one in progress again, from weights already part-trained on it.
+    if not strategy.can_checkpoint:
         raise ValueError(
-            "strategy must be between experiences to be checkpointed, got one inside "
-            "strategy.train(); save after train() returns"
+            "strategy must be between experiences or at the end of a training iteration "
+            "(after_training_iteration) to be checkpointed, got one elsewhere inside "
+            "strategy.train()"
         )
     path = _check_path(path)
     plain_config = _normalise_config(config)
@@ -378,6 +380,28 @@ def load_checkpoint(
             "the strategy was left as it was"
         ) from err
     return strategy.clock.train_exp_counter
+
+
+class CheckpointEvery(StrategyPlugin):
+    """Saves the whole run to ``path`` every ``every`` training iterations of an experience.
+
+    Put it after the plugins whose state it must hold (the strategy calls plugins in
+    order; the evaluator, always last, keeps nothing per iteration). A run killed
+    mid-experience then resumes at the iteration after the last save, with the same
+    batches, draws and weights as a run that never stopped (``clreplay run
+    --checkpoint-every N``).
+    """
+
+    def __init__(self, path: PathLike, every: int, *, config: Any = None) -> None:
+        from clreplay._validation import check_positive_int
+
+        self.path = _check_path(path)
+        self.every = check_positive_int("every", every)
+        self.config = config
+
+    def after_training_iteration(self, strategy, **kwargs) -> None:
+        if strategy.clock.train_exp_iterations % self.every == 0:
+            save_checkpoint(strategy, self.path, config=self.config)
 
 
 def checkpoint_path(folder: PathLike) -> Path:

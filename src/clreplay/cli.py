@@ -109,6 +109,9 @@ def _add_run_parser(subparsers) -> None:
                    help="folder to write results.json (and plots) into")
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="folder to save a checkpoint after each experience and resume from")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="also save every N training iterations inside an experience (needs "
+                   "--checkpoint-dir); a killed run resumes mid-epoch, exactly")
     # Only the flags given on the command line reach the namespace: they override the
     # preset and config file, whose values override RunConfig's defaults.
     for action in p._actions:

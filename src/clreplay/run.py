@@ -26,7 +26,7 @@ from clreplay.benchmarks.registry import (
     list_benchmarks,
     needs_data_path,
 )
-from clreplay.checkpoint import checkpoint_path, resume_if_saved, save_checkpoint
+from clreplay.checkpoint import CheckpointEvery, checkpoint_path, resume_if_saved, save_checkpoint
 from clreplay.data.augment import standard_augmentation
 from clreplay.evaluation.evaluator import EvaluationPlugin
 from clreplay.evaluation.loggers import default_loggers
@@ -69,6 +69,7 @@ class RunConfig:
     device: str = "cpu"
     output: Optional[str] = None
     checkpoint_dir: Optional[str] = None
+    checkpoint_every: Optional[int] = None  # iterations between checkpoints inside an experience
     # Replay beyond the seed API: parametric grouping, online replay, batch options, memmap.
     groupby: Optional[str] = None  # parametric policy: None (one group), class, experience, task
     online: bool = False  # OnlineReplayPlugin: memory updated from every mini-batch
@@ -99,6 +100,12 @@ class RunConfig:
             check_positive_int("hidden", h)
         if not isinstance(self.replay, bool):
             raise TypeError(f"replay must be a bool, got {self.replay!r}")
+        check_optional_positive_int("checkpoint_every", self.checkpoint_every)
+        if self.checkpoint_every is not None and not self.checkpoint_dir:
+            raise ValueError(
+                f"checkpoint_every needs checkpoint_dir, got checkpoint_every={self.checkpoint_every} "
+                "without a checkpoint folder"
+            )
         for name in ("data", "output", "checkpoint_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):
@@ -194,6 +201,10 @@ def build_strategy(config: RunConfig, benchmark: Benchmark) -> BaseStrategy:
     if config.augments:
         # Crop and flip on the device, current and replayed samples alike.
         plugins.append(AugmentationPlugin(standard_augmentation(seed=derive_seed(config.seed, "augment"))))
+    if config.checkpoint_every:
+        # After the plugins whose state it saves (the evaluator comes last).
+        plugins.append(CheckpointEvery(checkpoint_path(config.checkpoint_dir), config.checkpoint_every,
+                                       config=config))
     # A run resumed from a checkpoint continues its logs instead of truncating them.
     resuming = bool(config.checkpoint_dir) and checkpoint_path(config.checkpoint_dir).exists()
     loggers = default_loggers(config.output, append=resuming)
@@ -227,10 +238,12 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> 
     )
     # Before reading the evaluator: loading replaces its history with the saved one.
     start = resume_if_saved(strategy, config.checkpoint_dir, config=config)
-    if start:
+    if start or strategy.resumes_inside_experience:
+        inside = (f", experience {start + 1} from iteration {strategy.clock.train_exp_iterations + 1}"
+                  if strategy.resumes_inside_experience else "")
         log(
             f"resumed from {checkpoint_path(config.checkpoint_dir)}: "
-            f"{start} of {benchmark.n_experiences} experiences already trained"
+            f"{start} of {benchmark.n_experiences} experiences already trained{inside}"
         )
     evaluator = strategy.evaluator
     evaluator.emit("run_start", {"benchmark": benchmark.name, "n_experiences": benchmark.n_experiences,

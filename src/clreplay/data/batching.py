@@ -26,6 +26,24 @@ class BatchSource(ABC):
     @abstractmethod
     def __len__(self) -> int: ...
 
+    def state_dict(self) -> dict:
+        """What the source carries from one epoch to the next (none by default); the
+        strategy saves it at the start of each epoch, for a checkpoint inside it."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def iterate_from(self, start: int) -> Iterator:
+        """The epoch's batches from the ``start``-th on, as if the first ``start`` had been
+        yielded and trained on (how a run resumes mid-epoch). By default they are read
+        and dropped: right for sources whose batches draw nothing per batch; a source
+        with per-batch side effects overrides it."""
+        batches = iter(self)
+        for _ in range(start):
+            next(batches, None)
+        return batches
+
 
 def epoch_order(n: int, *, shuffle: bool, generator: torch.Generator | None) -> torch.Tensor:
     """Positions ``0..n-1``, permuted with ``generator`` when ``shuffle``."""

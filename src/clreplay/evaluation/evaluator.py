@@ -135,6 +135,8 @@ class EvaluationPlugin(StrategyPlugin):
         self._task_classes: Dict[tuple, torch.Tensor] = {}
         #: The ``experience_end`` record of the last experience (None before the first).
         self.last_record: Optional[dict] = None
+        self._epoch_start: Optional[tuple] = None
+        self._in_experience = False  # between before_ and after_training_exp
         self._reset_state()
         self._reset_experience()
 
@@ -174,6 +176,7 @@ class EvaluationPlugin(StrategyPlugin):
             self.initial_accuracy = [accuracies[e.current_experience] for e in self.test_stream]
             self.initial_task_accuracy = task_accuracies
         self._reset_experience()
+        self._in_experience = True
         experience = strategy.experience
         self.emit("experience_start", {
             "experience": experience.current_experience,
@@ -223,6 +226,7 @@ class EvaluationPlugin(StrategyPlugin):
         })
 
     def after_training_exp(self, strategy, **kwargs) -> None:
+        self._in_experience = False
         experience = strategy.experience
         self.memory.append(memory_composition(strategy))
         self.train_loss.append(
@@ -354,11 +358,18 @@ class EvaluationPlugin(StrategyPlugin):
 
     # ------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
-        return copy.deepcopy({key: getattr(self, key) for key in _STATE_KEYS})
+        state = copy.deepcopy({key: getattr(self, key) for key in _STATE_KEYS})
+        # Inside an experience (a checkpoint at the end of an iteration): its sums so far.
+        state["in_progress"] = {
+            "experience": [self._exp_loss_sum, self._exp_iterations, self._exp_samples,
+                           self._exp_seconds, list(self._exp_epoch_losses)],
+            "epoch_start": None if self._epoch_start is None else list(self._epoch_start[1:]),
+        } if self._in_experience else None
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        missing = [key for key in _STATE_KEYS if key not in state]
-        unexpected = sorted(set(state) - set(_STATE_KEYS))
+        missing = [key for key in (*_STATE_KEYS, "in_progress") if key not in state]
+        unexpected = sorted(set(state) - {*_STATE_KEYS, "in_progress"})
         if missing or unexpected:
             raise KeyError(
                 f"evaluator state must have keys {list(_STATE_KEYS)}; "
@@ -367,3 +378,11 @@ class EvaluationPlugin(StrategyPlugin):
         for key in _STATE_KEYS:
             setattr(self, key, copy.deepcopy(state[key]))
         self._reset_experience()
+        progress = state["in_progress"]
+        if progress is not None:
+            (self._exp_loss_sum, self._exp_iterations, self._exp_samples, self._exp_seconds,
+             losses) = progress["experience"]
+            self._exp_epoch_losses = list(losses)
+            if progress["epoch_start"] is not None:
+                # Seconds before the checkpoint are lost with the process; counts are not.
+                self._epoch_start = (time.perf_counter(), *progress["epoch_start"])

@@ -98,9 +98,13 @@ class OnlineReplayPlugin(Seeded, MemoryPlugin):
         rows of ``strategy.mb``), stored with them; None: computed by the columns' fill."""
         return None
 
+    def after_training_iteration(self, strategy, **kwargs):
+        """Store the stream samples just trained on (before a checkpoint can be taken)."""
+        self._source.store_last()
+
     def after_training_exp(self, strategy, **kwargs):
         """Store the experience at once if it was never streamed (``train_epochs=0``)."""
-        if self._source is not None and self._source.passes == 0:
+        if self._source is not None and not self._source.streamed:
             self.storage_policy(strategy)
         self._source = None
 

@@ -29,6 +29,7 @@ class Clock:
     train_exp_counter: int = 0  # experiences whose training has finished
     train_exp_epochs: int = 0  # epochs finished in the current experience
     train_exp_iterations: int = 0  # iterations done in the current experience
+    train_epoch_iterations: int = 0  # iterations done in the current epoch
     train_iterations: int = 0  # iterations done since the strategy was created
     train_samples: int = 0  # samples forwarded in training since the strategy was created
 
@@ -180,6 +181,12 @@ class BaseStrategy:
         # Sum of the epoch's detached losses, kept on the device: reading it
         # every iteration would force a host sync.
         self.epoch_loss_sum: Tensor = torch.zeros((), device=self.device)
+        # Where a checkpoint taken inside an experience resumes: the generator's and the
+        # batch source's states at the start of the epoch (the epoch's draws come from them),
+        # whether the loop is at the end of an iteration, and a pending resume.
+        self._epoch_start: Optional[tuple] = None
+        self._at_iteration_end = False
+        self._resume: Optional[dict] = None
 
         for plugin in plugins:
             plugin.setup(self.context)
@@ -259,30 +266,47 @@ class BaseStrategy:
 
     def _train_experience(self, experience: Experience, **kwargs) -> None:
         self.experience = experience
-        self.clock.train_exp_epochs = 0
-        self.clock.train_exp_iterations = 0
+        resume, self._resume = self._resume, None
+        if resume is None:
+            self.clock.train_exp_epochs = 0
+            self.clock.train_exp_iterations = 0
         self._batch_source = self.make_train_batch_source(experience)
         self._batch_source_replaced = False
         self._fire("before_training_exp", **kwargs)
-        for _ in range(self.train_epochs):
-            self._train_epoch(**kwargs)
+        for _ in range(self.clock.train_exp_epochs, self.train_epochs):
+            self._train_epoch(resume, **kwargs)
+            resume = None
         self._fire("after_training_exp", **kwargs)
         self.clock.train_exp_counter += 1
 
-    def _train_epoch(self, **kwargs) -> None:
-        self.epoch_loss_sum = torch.zeros((), device=self.device)
+    def _train_epoch(self, resume: Optional[dict] = None, **kwargs) -> None:
+        clock = self.clock
+        if resume is None:
+            self._epoch_start = (self.generator.get_state(), self._batch_source.state_dict())
+            self.epoch_loss_sum = torch.zeros((), device=self.device)
+            clock.train_epoch_iterations = 0
+        else:  # the epoch a checkpoint was taken in: its batches again, from the same draw
+            self._epoch_start = (resume["epoch_generator"], resume["epoch_source"])
+            self.generator.set_state(self._epoch_start[0])
+            self._batch_source.load_state_dict(self._epoch_start[1])
         self._fire("before_training_epoch", **kwargs)
-        device, clock = _indexed(self.device), self.clock
-        for batch in self._batch_source:
+        start = 0
+        if resume is not None:
+            # The hooks above reset what plugins keep per experience and epoch: the
+            # checkpoint's states hold where they were at the end of its iteration.
+            for plugin, state in zip(self.plugins, resume["plugins"]):
+                plugin.load_state_dict(state)
+            self.epoch_loss_sum = resume["epoch_loss_sum"].to(self.device)
+            start = clock.train_epoch_iterations
+        device = _indexed(self.device)
+        batches = iter(self._batch_source) if not start else self._batch_source.iterate_from(start)
+        for batch in batches:
             mb = batch if type(batch) is MiniBatch else MiniBatch.of(batch)
             # Batch sources over data on the device yield it there: skip the no-op moves.
             if mb.x.device != device or mb.y.device != device or mb.t.device != device:
                 mb = mb.to(device)
             self.mb = mb
             self.training_step(**kwargs)
-            clock.train_iterations += 1
-            clock.train_exp_iterations += 1
-            clock.train_samples += mb.y.shape[0]
         self.clock.train_exp_epochs += 1
         self._fire("after_training_epoch", **kwargs)
 
@@ -311,8 +335,16 @@ class BaseStrategy:
         for hook in hooks["after_update"]:
             hook(self, **kwargs)
         self.epoch_loss_sum += self.loss.detach()
+        clock = self.clock
+        clock.train_iterations += 1
+        clock.train_exp_iterations += 1
+        clock.train_epoch_iterations += 1
+        clock.train_samples += self.mb.y.shape[0]
+        # A checkpoint may be taken here (the iteration is complete: see state_dict).
+        self._at_iteration_end = True
         for hook in hooks["after_training_iteration"]:
             hook(self, **kwargs)
+        self._at_iteration_end = False
 
     def forward(self) -> Tensor:
         """The model's output on the current mini-batch (override for multi-head models)."""
@@ -386,8 +418,37 @@ class BaseStrategy:
         return results
 
     # ------------------------------------------------------------ persistence
+    @property
+    def resumes_inside_experience(self) -> bool:
+        """True when a loaded state was taken inside an experience: the next ``train()``
+        of that experience continues at iteration ``clock.train_exp_iterations + 1``."""
+        return self._resume is not None
+
+    @property
+    def can_checkpoint(self) -> bool:
+        """True between experiences and at the end of a training iteration (in the
+        ``after_training_iteration`` hooks): where a saved state can resume exactly."""
+        return not self.is_training or self._at_iteration_end
+
     def state_dict(self) -> dict:
-        """Model, optimiser, clock, generator and every plugin's state."""
+        """Model, optimiser, clock, generator and every plugin's state.
+
+        Taken inside an experience (at the end of an iteration, see
+        :attr:`can_checkpoint`), ``in_progress`` also holds the generator's state at
+        the start of the epoch and the epoch's loss so far: loaded into a new
+        strategy, the next ``train()`` of that experience resumes at the next
+        iteration, with the same batches as a run that never stopped.
+        """
+        if not self.can_checkpoint:
+            raise ValueError(
+                "strategy must be between experiences or at the end of a training iteration "
+                "(after_training_iteration) to be saved, got one elsewhere inside train()"
+            )
+        in_progress = None
+        if self.is_training:
+            generator, source = self._epoch_start
+            in_progress = {"epoch_generator": generator, "epoch_source": source,
+                           "epoch_loss_sum": self.epoch_loss_sum.detach().clone()}
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -395,10 +456,11 @@ class BaseStrategy:
             "seed": self.seed,
             "generator": self.generator.get_state(),
             "plugins": [p.state_dict() for p in self.plugins],
+            "in_progress": in_progress,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        expected = {"model", "optimizer", "clock", "seed", "generator", "plugins"}
+        expected = {"model", "optimizer", "clock", "seed", "generator", "plugins", "in_progress"}
         missing, unexpected = expected - set(state), set(state) - expected
         if missing or unexpected:
             raise KeyError(
@@ -417,6 +479,9 @@ class BaseStrategy:
         self.generator.set_state(state["generator"])
         for plugin, plugin_state in zip(self.plugins, state["plugins"]):
             plugin.load_state_dict(plugin_state)
+        self._resume = None
+        if state["in_progress"] is not None:  # the next train() resumes the experience
+            self._resume = {**state["in_progress"], "plugins": state["plugins"]}
 
 
 class Naive(BaseStrategy):

@@ -46,16 +46,16 @@ class _CyclingPositions:
 
     def __init__(self, n: int, shuffle: bool, generator: Optional[torch.Generator]) -> None:
         self.n, self.shuffle, self.generator = n, shuffle, generator
-        self._pending = torch.empty(0, dtype=torch.long)
+        self.pending = torch.empty(0, dtype=torch.long)
 
     def take(self, count: int) -> Tensor:
-        parts, have = [self._pending], len(self._pending)
+        parts, have = [self.pending], len(self.pending)
         while have < count:
             fresh = epoch_order(self.n, shuffle=self.shuffle, generator=self.generator)
             parts.append(fresh)
             have += self.n
         stream = torch.cat(parts)
-        self._pending = stream[count:]
+        self.pending = stream[count:]
         return stream[:count]
 
 
@@ -99,6 +99,14 @@ class _MemoryMixing(BatchSource):
     def memory(self) -> ClassificationDataset:
         """The memory groups joined (a view: no sample copied when they share a store)."""
         return self.reader.memory
+
+    def state_dict(self) -> dict:
+        """The positions each group's cycle still holds: the next epoch starts with them."""
+        return {"pending": [stream.pending.clone() for stream in self._cycles.streams]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for stream, pending in zip(self._cycles.streams, state["pending"]):
+            stream.pending = pending.clone()
 
 
 class ReplayBatchSource(_MemoryMixing):

@@ -1,11 +1,10 @@
 """OnlineReplayBatchSource: stream batches plus memory draws, the memory updated after each step.
 
 The source wraps the strategy's own batch source for the experience (whatever
-``make_train_batch_source`` builds), appends samples drawn from the memory to
-each batch, and after the strategy has trained on a batch (when the loop asks for
-the next one) feeds that batch's stream samples to the storage policy. Everything
-happens inside the source's generator: no per-iteration hook runs, and the
-per-step cost is a handful of tensor operations.
+``make_train_batch_source`` builds) and appends samples drawn from the memory to
+each batch; at the end of each step the plugin has it feed that batch's stream
+samples to the storage policy, so a checkpoint taken at the end of an iteration
+holds them. The per-step cost is a handful of tensor operations.
 """
 
 from __future__ import annotations
@@ -57,7 +56,8 @@ class OnlineReplayBatchSource(BatchSource):
     pass over the stream, as it would train without replay) plus
     ``min(batch_size_mem, memory size)`` distinct samples drawn uniformly from the
     whole memory with ``memory_generator`` (nothing while the memory is empty).
-    During the first pass, after each step the stream samples of the batch are
+    During the first pass, at the end of each step (:meth:`store_last`, called by
+    the plugin's ``after_training_iteration``) the stream samples of the batch are
     stored: through ``update_from_batch`` for a
     :class:`~clreplay.replay.policies.StreamingStoragePolicy` (with the extra
     columns ``stream_extras`` returns for them), otherwise by calling the policy
@@ -84,46 +84,61 @@ class OnlineReplayBatchSource(BatchSource):
         self.memory_generator = memory_generator
         self.memory_transform = check_memory_transform(memory_transform)
         self.stream_extras = stream_extras
-        self.passes = 0  # completed passes over the experience
+        self.streamed = False  # whether a pass over the experience has started
+        self._last: Optional[MiniBatch] = None  # the stream part of the batch in training
+        self._reader: Optional[MemoryReader] = None
+        self._stale = True
 
     def __len__(self) -> int:
         return len(self.wraps)
 
-    def _reader(self) -> Optional[MemoryReader]:
-        groups = [g for g in self.storage_policy.replay_groups().values() if len(g) > 0]
-        if not groups:
-            return None
-        return MemoryReader(groups, self.storage_policy.store, self.memory_transform)
+    def _memory(self) -> Optional[MemoryReader]:
+        if self._stale:
+            groups = [g for g in self.storage_policy.replay_groups().values() if len(g) > 0]
+            self._reader = MemoryReader(groups, self.storage_policy.store, self.memory_transform) if groups else None
+            self._stale = False
+        return self._reader
 
-    def _store(self, mb: MiniBatch) -> None:
+    def store_last(self) -> None:
+        """Offer the stream samples of the batch just trained on to the policy (first
+        pass only; the plugin calls it at the end of each iteration)."""
+        mb, self._last = self._last, None
+        if mb is None:
+            return
         policy, strategy = self.storage_policy, self.strategy
         extras = None if self.stream_extras is None else self.stream_extras(strategy, len(mb))
         if isinstance(policy, StreamingStoragePolicy):
             policy.update_from_batch(strategy, mb.x, mb.y, mb.t, extras=extras)
-            return
-        batch = _Batch(ClassificationDataset(mb.x, mb.y, mb.t), self.experience)
-        policy(_BatchAsExperience(strategy, batch))
+        else:
+            batch = _Batch(ClassificationDataset(mb.x, mb.y, mb.t), self.experience)
+            policy(_BatchAsExperience(strategy, batch))
+        self._stale = True
 
     def __iter__(self) -> Iterator[MiniBatch]:
-        store = self.passes == 0
+        return self._batches(iter(self.wraps))
+
+    def iterate_from(self, start: int) -> Iterator[MiniBatch]:
+        """Resume mid-epoch: the first ``start`` stream batches were drawn for and stored
+        before the checkpoint (its memory and generator hold them): skip them."""
+        return self._batches(self.wraps.iterate_from(start))
+
+    def _batches(self, stream) -> Iterator[MiniBatch]:
+        first_pass = self.strategy.clock.train_exp_epochs == 0
+        self.streamed = True
         k, g = self.batch_size_mem, self.memory_generator
-        reader = self._reader()
-        for batch in self.wraps:
+        for batch in stream:
             mb = MiniBatch.of(batch)
+            self._last = mb if first_pass else None
+            reader = self._memory()
             if reader is None:
                 yield mb
-            else:
-                positions = sample_without_replacement(len(reader.memory), k, g)
-                rows = reader.rows(positions)
-                ym, tm = reader.labels(rows)
-                n = len(mb)
-                mask = torch.ones(n + len(rows), dtype=torch.bool, device=mb.y.device)
-                mask[:n] = False
-                yield MiniBatch(torch.cat((mb.x, reader.x(rows))), torch.cat((mb.y, ym)),
-                                torch.cat((mb.t, tm)), from_memory=mask,
-                                memory_rows=reader.store_rows(rows), extras=reader.extras(rows))
-            # Resumed when the loop wants the next batch: the step on this one is done.
-            if store:
-                self._store(mb)
-                reader = self._reader()
-        self.passes += 1
+                continue
+            positions = sample_without_replacement(len(reader.memory), k, g)
+            rows = reader.rows(positions)
+            ym, tm = reader.labels(rows)
+            n = len(mb)
+            mask = torch.ones(n + len(rows), dtype=torch.bool, device=mb.y.device)
+            mask[:n] = False
+            yield MiniBatch(torch.cat((mb.x, reader.x(rows))), torch.cat((mb.y, ym)),
+                            torch.cat((mb.t, tm)), from_memory=mask,
+                            memory_rows=reader.store_rows(rows), extras=reader.extras(rows))

@@ -296,12 +296,17 @@ class MemoryStore:
             for key, plan in plans.items():
                 result[key] = plan.old if plan.keep is None else picks[key][2]
             return result
-        used = torch.zeros(self.capacity, dtype=torch.bool)
+        # Free rows: those written before that no plan keeps, then fresh ones. The mask
+        # covers the rows written so far, never the whole capacity (which may be huge).
+        used = torch.zeros(self.size, dtype=torch.bool)
         if kept_old:
             used[torch.cat(kept_old)] = True
         free = torch.nonzero(~used).flatten()
-        if n_new > len(free):
+        kept = self.size - len(free)
+        if kept + n_new > self.capacity:
             raise ValueError(f"plans must keep at most capacity ({self.capacity}) rows in all")
+        if n_new > len(free):
+            free = torch.cat([free, torch.arange(self.size, self.size + n_new - len(free))])
         sources: List[Tensor] = []
         taken = 0
         for key, plan in plans.items():
