@@ -226,3 +226,26 @@ def test_a_checkpoint_without_the_extra_column_is_refused():
     plain_replay = ReplayPlugin(30, ReservoirSamplingStoragePolicy({}, 30))
     with pytest.raises(ValueError, match="extra columns of the saved memory"):
         plain_replay.load_state_dict(plugin.state_dict())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ExperienceBalancedStoragePolicy({}, 30),
+    lambda: ClassBalancedStoragePolicy({}, 30),
+    lambda: ParametricStoragePolicy({}, 30, groupby="class"),
+], ids=["experience", "class", "parametric"])
+def test_replay_batches_read_the_memory_in_place_in_its_store(make):
+    replay = ReplayPlugin(30, make())
+    strategy = Naive(torch.nn.Linear(2, 6), torch.optim.SGD(torch.nn.Linear(2, 6).parameters(), lr=0.1),
+                     train_mb_size=8, train_epochs=0, plugins=[replay], seed=0)
+    for i in range(3):
+        strategy.train(plain_experience(make_dataset([2 * i] * 20 + [2 * i + 1] * 20, start=100 * i), i))
+    strategy.experience = plain_experience(make_dataset([6] * 8, start=900), 3)
+    replay.before_training_exp(strategy)
+    # The joined memory is an index view of the store's columns: no copy per experience.
+    assert strategy.batch_source.memory.storage is replay.storage_policy.store.columns["x"]
+
+
+def plain_experience(dataset, index):
+    from clreplay.benchmarks import Experience
+
+    return Experience(dataset, index, sorted(set(dataset.targets.tolist())))

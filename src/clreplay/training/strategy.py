@@ -278,6 +278,7 @@ class BaseStrategy:
             resume = None
         self._fire("after_training_exp", **kwargs)
         self.clock.train_exp_counter += 1
+        self._batch_source_replaced = False  # the guard holds within one experience
 
     def _train_epoch(self, resume: Optional[dict] = None, **kwargs) -> None:
         clock = self.clock
