@@ -187,6 +187,9 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> 
         f"{'replay mem_size=' + str(config.mem_size) + ' policy=' + config.policy if config.replay else 'no replay'}, "
         f"seed={config.seed}"
     )
+    if benchmark.original_labels is not None:
+        log(f"labels mapped to 0..{benchmark.n_classes - 1}: class c is label "
+            f"original_labels[c] of the data, {benchmark.original_labels}")
     # Before reading the evaluator: loading replaces its history with the saved one.
     start = resume_if_saved(strategy, config.checkpoint_dir, config=config)
     if start:
@@ -220,6 +223,8 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> 
             "n_experiences": benchmark.n_experiences,
             "class_order": list(benchmark.class_order),
             "classes": [list(e.classes_in_this_experience) for e in benchmark.train_stream],
+            # original_labels[c]: class c's label in the data, when the loader remapped them.
+            "original_labels": benchmark.original_labels,
         },
         **evaluator.report(),
     }

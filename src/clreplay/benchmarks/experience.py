@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 from clreplay._validation import check_int
 from clreplay.data.dataset import ClassificationDataset
@@ -38,13 +38,18 @@ class Experience:
 
 @dataclass
 class Benchmark:
-    """Matching train and test streams of experiences."""
+    """Matching train and test streams of experiences.
+
+    ``original_labels[c]`` is the label class ``c`` had in the data when a loader
+    mapped sparse or 1-based labels to ``0..C-1``; None when labels were kept.
+    """
 
     train_stream: List[Experience]
     test_stream: List[Experience]
     class_order: List[int]
     name: str = "benchmark"
     n_features: int = field(default=0)
+    original_labels: Optional[List[int]] = None
 
     @property
     def n_experiences(self) -> int:
