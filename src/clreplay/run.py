@@ -38,6 +38,7 @@ from clreplay.replay.registry import (
     make_selection_strategy,
     make_storage_policy,
 )
+from clreplay.training.guards import NonFiniteLossGuard
 from clreplay.training.strategy import BaseStrategy, Naive
 
 
@@ -148,6 +149,8 @@ def build_strategy(config: RunConfig, benchmark: Benchmark) -> BaseStrategy:
     model = make_mlp(benchmark.n_features, benchmark.n_classes, config.hidden, seed=config.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     plugins = [build_replay_plugin(config, model)] if config.replay else []
+    # Always on, before the evaluator: a NaN loss stops the run instead of ending it at chance.
+    plugins.append(NonFiniteLossGuard())
     # A run resumed from a checkpoint continues its logs instead of truncating them.
     resuming = bool(config.checkpoint_dir) and checkpoint_path(config.checkpoint_dir).exists()
     loggers = default_loggers(config.output, append=resuming)
