@@ -22,6 +22,7 @@ from clreplay.benchmarks.registry import get_benchmark, list_benchmarks, needs_d
 from clreplay.checkpoint import checkpoint_path, resume_if_saved, save_checkpoint
 from clreplay.evaluation.evaluator import EvaluationPlugin
 from clreplay.evaluation.loggers import default_loggers
+from clreplay.evaluation.metrics import accuracy_on_seen
 from clreplay.evaluation.plots import render_plots
 from clreplay.evaluation.reports import format_experience_stats, format_metrics
 from clreplay.evaluation.reports import format_matrix as _format_matrix
@@ -210,12 +211,11 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> 
         strategy.train(experience)
         if config.checkpoint_dir:
             save_checkpoint(strategy, checkpoint_path(config.checkpoint_dir), config=config)
-        row = matrix[-1]
-        seen = row[: experience.current_experience + 1]
+        seen = accuracy_on_seen(matrix)[-1]  # None: no test sample among the seen experiences
         log(
             f"experience {experience.current_experience + 1}/{benchmark.n_experiences} "
             f"classes {experience.classes_in_this_experience}: "
-            f"accuracy on seen {sum(seen) / len(seen):.3f}, "
+            f"accuracy on seen {'n/a' if seen is None else format(seen, '.3f')}, "
             f"{format_experience_stats(evaluator.last_record)} ({time.perf_counter() - t0:.1f}s)"
         )
     results = {

@@ -57,6 +57,12 @@ def memory_composition(strategy) -> dict:
     }
 
 
+def _defined(accuracy: float) -> Optional[float]:
+    """An experience's accuracy, None where undefined (``strategy.eval`` gives NaN for a
+    test experience with no samples), so the matrix, the logs and results.json agree."""
+    return None if accuracy != accuracy else accuracy
+
+
 def _add_counts(total: Optional[torch.Tensor], counts: torch.Tensor) -> torch.Tensor:
     if total is None:
         return counts
@@ -157,7 +163,8 @@ class EvaluationPlugin(StrategyPlugin):
         if (self.test_stream and self.initial_eval and self.initial_accuracy is None
                 and strategy.clock.train_exp_counter == 0):
             accuracies = strategy.eval(self.test_stream)
-            self.initial_accuracy = [accuracies[e.current_experience] for e in self.test_stream]
+            self.initial_accuracy = [_defined(accuracies[e.current_experience])
+                                     for e in self.test_stream]
         self._reset_experience()
         experience = strategy.experience
         self.emit("experience_start", {
@@ -223,7 +230,8 @@ class EvaluationPlugin(StrategyPlugin):
                 accuracies = strategy.eval(self.test_stream)
             finally:
                 self._collect_classes = False
-            self.accuracy_matrix.append([accuracies[e.current_experience] for e in self.test_stream])
+            self.accuracy_matrix.append([_defined(accuracies[e.current_experience])
+                                         for e in self.test_stream])
             correct = [] if self._class_correct is None else self._class_correct.tolist()
             total = [] if self._class_total is None else self._class_total.tolist()
             self.class_accuracy.append(per_class_accuracy(correct, total))
@@ -239,22 +247,24 @@ class EvaluationPlugin(StrategyPlugin):
             return
         y, output = strategy.mb_y, strategy.mb_output
         hit = output.argmax(dim=1) == y
-        n = output.shape[1]
-        # Counted on the device; read once per evaluation.
-        self._class_total = _add_counts(self._class_total, torch.bincount(y, minlength=n))
-        self._class_correct = _add_counts(self._class_correct, torch.bincount(y[hit], minlength=n))
+        # Counted on the device; read once per evaluation. Both counts get the same length,
+        # even for a label beyond the model's outputs that is never predicted.
+        total = torch.bincount(y, minlength=output.shape[1])
+        self._class_total = _add_counts(self._class_total, total)
+        self._class_correct = _add_counts(self._class_correct,
+                                          torch.bincount(y[hit], minlength=len(total)))
 
     # ---------------------------------------------------------------- results
     def _experience_record(self, experience: Experience) -> dict:
         i = len(self.train_loss) - 1
         row = self.accuracy_matrix[i] if self.accuracy_matrix else []
-        seen = row[: len(self.accuracy_matrix)]
+        seen = [a for a in row[: len(self.accuracy_matrix)] if a is not None]
         seconds = self.train_time_s[i]
         return {
             "experience": experience.current_experience,
             "classes": list(experience.classes_in_this_experience),
             "accuracy": list(row),
-            "accuracy_on_seen": sum(seen) / len(seen) if seen else None,
+            "accuracy_on_seen": sum(seen) / len(seen) if seen else None,  # None: undefined
             "class_accuracy": list(self.class_accuracy[i]),
             "train_loss": self.train_loss[i],
             "train_samples": self.train_samples[i],

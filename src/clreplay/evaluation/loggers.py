@@ -152,9 +152,9 @@ class TextLogger(Logger):
                     f"loss {_fmt(r['loss'], '.4f')}, {r['samples_per_s']:.0f} samples/s, "
                     f"{r['seconds']:.2f} s")
         if event == "experience_end":
-            row = " ".join(f"{a:.3f}" for a in r["accuracy"])
+            row = " ".join(_fmt(a, ".3f") for a in r["accuracy"])
             return (f"experience {r['experience']} done: accuracy [{row}], on seen "
-                    f"{r['accuracy_on_seen']:.4f}; train loss {_fmt(r['train_loss'], '.4f')}, "
+                    f"{_fmt(r['accuracy_on_seen'], '.4f')}; train loss {_fmt(r['train_loss'], '.4f')}, "
                     f"{r['samples_per_s']:.0f} samples/s; memory {r['memory']['size']} samples")
         if event in ("run_start", "run_end"):
             return f"{event.replace('_', ' ')}: {json.dumps(jsonable(r), sort_keys=True)}"
@@ -254,9 +254,11 @@ class TensorBoardLogger(Logger):
             add("train/samples_per_s", record["samples_per_s"], step)
         elif event == "experience_end":
             step = record["experience"]
-            add("eval/accuracy_on_seen", record["accuracy_on_seen"], step)
+            if record["accuracy_on_seen"] is not None:
+                add("eval/accuracy_on_seen", record["accuracy_on_seen"], step)
             for j, accuracy in enumerate(record["accuracy"]):
-                add(f"eval/accuracy/exp{j}", accuracy, step)
+                if accuracy is not None:  # undefined: a test experience with no samples
+                    add(f"eval/accuracy/exp{j}", accuracy, step)
             if record["train_loss"] is not None:
                 add("train/experience_loss", record["train_loss"], step)
             add("memory/size", record["memory"]["size"], step)

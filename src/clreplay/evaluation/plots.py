@@ -21,6 +21,11 @@ CURVES_PLOT = "accuracy_curves.png"
 _MAX_ANNOTATED = 20
 
 
+def _with_nan(rows) -> List[List[float]]:
+    """Undefined accuracies (None) as NaN: matplotlib leaves them blank."""
+    return [[float("nan") if v is None else v for v in row] for row in rows]
+
+
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -44,7 +49,7 @@ def plot_accuracy_matrix(matrix: Matrix, path: str | os.PathLike, *,
     Rows: the experience just trained on; columns: the test experience. Colours span
     0 to 1, so two runs' heat maps compare at a glance. Returns ``path``.
     """
-    rows = check_matrix(matrix)
+    rows = _with_nan(check_matrix(matrix))
     n_rows, n_cols = len(rows), len(rows[0])
     side = min(max(4.0, 0.6 * n_cols + 2.5), 16.0)
     figure = _figure(side, min(max(3.5, 0.6 * n_rows + 2.0), 16.0))
@@ -55,8 +60,8 @@ def plot_accuracy_matrix(matrix: Matrix, path: str | os.PathLike, *,
         for i, row in enumerate(rows):
             for j, value in enumerate(row):
                 # Dark text on the light (high) end of viridis, light text elsewhere.
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                        color="black" if value > 0.6 else "white")
+                ax.text(j, i, "n/a" if value != value else f"{value:.2f}", ha="center",
+                        va="center", fontsize=8, color="black" if value > 0.6 else "white")
     ax.set_xticks(range(n_cols))
     ax.set_yticks(range(n_rows))
     ax.set_xlabel("tested on experience")
@@ -69,14 +74,14 @@ def plot_accuracy_curves(matrix: Matrix, path: str | os.PathLike, *,
                          title: Optional[str] = None) -> Path:
     """Accuracy on each experience over the stream, from when it is learnt on, and
     the mean accuracy on the experiences seen so far (bold). Returns ``path``."""
-    rows = check_matrix(matrix)
+    rows = _with_nan(check_matrix(matrix))
     steps = list(range(len(rows)))
     figure = _figure(7.0, 4.5)
     ax = figure.add_subplot()
     for j in range(min(len(rows), len(rows[0]))):
         ax.plot(steps[j:], [rows[i][j] for i in steps[j:]], marker="o", markersize=3,
                 linewidth=1, label=f"experience {j}")
-    ax.plot(steps, accuracy_on_seen(rows), color="black", linewidth=2.5, marker="s",
+    ax.plot(steps, _with_nan([accuracy_on_seen(matrix)])[0], color="black", linewidth=2.5, marker="s",
             label="mean on seen")
     _finish_curves(ax, len(rows), title or "accuracy over the stream")
     return _save(figure, path)
@@ -94,8 +99,9 @@ def plot_comparison(curves: Dict[str, Matrix], path: str | os.PathLike, *,
     for label, matrix in curves.items():
         seen = accuracy_on_seen(matrix)
         longest = max(longest, len(seen))
-        ax.plot(range(len(seen)), seen, marker="o", markersize=3, linewidth=1.5,
-                label=f"{label} ({seen[-1]:.3f})")
+        final = "n/a" if seen[-1] is None else f"{seen[-1]:.3f}"
+        ax.plot(range(len(seen)), _with_nan([seen])[0], marker="o", markersize=3, linewidth=1.5,
+                label=f"{label} ({final})")
     _finish_curves(ax, longest, title or "mean accuracy on seen experiences")
     return _save(figure, path)
 

@@ -24,16 +24,21 @@ def format_matrix(matrix: Matrix) -> str:
     """The accuracy matrix as a text table (rows: after training on; columns: tested
     on); the last column is the mean on the experiences seen so far.
 
+    An undefined accuracy (a test experience with no samples) reads ``n/a``.
+
     >>> print(format_matrix([[0.9, 0.0], [0.6, 0.8]]))
     after \\ on        0       1     avg
              0    0.900   0.000   0.900
              1    0.600   0.800   0.700
+    >>> print(format_matrix([[None, 0.0]]).splitlines()[1])
+             0      n/a   0.000     n/a
     """
     rows = check_matrix(matrix)
     seen = accuracy_on_seen(rows)
     lines = ["after \\ on " + "".join(f"{j:>8}" for j in range(len(rows[0]))) + "     avg"]
     for i, row in enumerate(rows):
-        lines.append(f"{i:>10} " + "".join(f"{a:8.3f}" for a in row) + f"{seen[i]:8.3f}")
+        lines.append(f"{i:>10} " + "".join(f"{_fmt(a, '.3f'):>8}" for a in row)
+                     + f"{_fmt(seen[i], '.3f'):>8}")
     return "\n".join(lines)
 
 
@@ -116,7 +121,7 @@ def format_comparison(runs: Dict[str, dict]) -> str:
     lines += ["", "mean accuracy on seen experiences after each experience:"]
     for label, results in runs.items():
         seen = accuracy_on_seen(results["accuracy_matrix"])
-        lines.append(f"{label:<{width}} " + " ".join(f"{a:.3f}" for a in seen))
+        lines.append(f"{label:<{width}} " + " ".join(_fmt(a, ".3f") for a in seen))
     lines += ["", "settings:"]
     lines += [f"{label:<{width}} {run_label(results.get('config') or {})}"
               for label, results in runs.items()]
