@@ -146,15 +146,22 @@ def build_replay_plugin(config: RunConfig, model: torch.nn.Module) -> ReplayPlug
                         task_balanced=config.task_balanced)
 
 
-def build_strategy(config: RunConfig, benchmark: Benchmark) -> BaseStrategy:
+def build_strategy(config: RunConfig, benchmark: Benchmark, *,
+                   append_logs: Optional[bool] = None) -> BaseStrategy:
+    """The run's strategy: MLP, SGD, replay plugin, guard and evaluator with its loggers.
+
+    ``append_logs`` continues the log files in ``config.output`` (a resumed run); None
+    appends when ``config.checkpoint_dir`` holds a checkpoint.
+    """
     model = make_mlp(benchmark.n_features, benchmark.n_classes, config.hidden, seed=config.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     plugins = [build_replay_plugin(config, model)] if config.replay else []
     # Always on, before the evaluator: a NaN loss stops the run instead of ending it at chance.
     plugins.append(NonFiniteLossGuard())
-    # A run resumed from a checkpoint continues its logs instead of truncating them.
-    resuming = bool(config.checkpoint_dir) and checkpoint_path(config.checkpoint_dir).exists()
-    loggers = default_loggers(config.output, append=resuming)
+    if append_logs is None:
+        # A run resumed from a checkpoint continues its logs instead of truncating them.
+        append_logs = bool(config.checkpoint_dir) and checkpoint_path(config.checkpoint_dir).exists()
+    loggers = default_loggers(config.output, append=append_logs)
     return Naive(
         model,
         optimizer,
