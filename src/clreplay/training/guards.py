@@ -17,6 +17,8 @@ is never overwritten with a diverged state.
 >>> x[:, 0] = 1e38                      # past what the data checks catch: finite, but huge
 >>> data = ClassificationDataset(x, torch.arange(64) % 2)
 >>> model = torch.nn.Linear(4, 2)
+>>> with torch.no_grad():
+...     _ = model.weight.fill_(0.5), model.bias.zero_()
 >>> strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.1), train_mb_size=16,
 ...                  train_epochs=2, plugins=[NonFiniteLossGuard()], seed=0)
 >>> strategy.train(Experience(data, 0, [0, 1]))  # doctest: +ELLIPSIS
