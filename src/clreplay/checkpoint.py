@@ -472,6 +472,37 @@ def _oversized_memory(strategy: BaseStrategy) -> Optional[str]:
     return None
 
 
+def check_checkpoint(
+    payload: Mapping[str, Any],
+    *,
+    config: Any = None,
+    n_experiences: Optional[int] = None,
+    source: str = "checkpoint",
+    structure: Optional[Mapping[str, Any]] = None,
+) -> None:
+    """The checks :func:`restore_checkpoint` makes before loading anything, for a caller
+    that wants to know before it builds a strategy: the configuration (and, when given,
+    the ``structure`` of :func:`describe_strategy`) match, the counters are reachable."""
+    wanted = _normalise_config(config)
+    differences: List[str] = []
+    if wanted is not None:
+        if payload["config"] is None:
+            raise CheckpointError(
+                f"checkpoint {source!r} was saved without a configuration, so it cannot be "
+                "matched with this run's; load it without config= or start afresh"
+            )
+        differences += _differences(payload["config"], wanted)
+    if structure is not None:
+        differences += _differences(payload["structure"], structure)
+    if differences:
+        raise CheckpointError(
+            f"checkpoint {source!r} belongs to a different configuration and was refused: "
+            + "; ".join(differences)
+            + " (use another checkpoint folder, or remove the file, to start afresh)"
+        )
+    _check_reachable(payload, n_experiences, source)
+
+
 def restore_checkpoint(
     strategy: BaseStrategy,
     payload: Mapping[str, Any],
@@ -483,23 +514,8 @@ def restore_checkpoint(
     """Load a payload returned by :func:`read_checkpoint` into ``strategy`` (with every
     check of :func:`load_checkpoint`); return the index of the next experience."""
     strategy = _check_strategy(strategy)
-    wanted = _normalise_config(config)
-    differences: List[str] = []
-    if wanted is not None:
-        if payload["config"] is None:
-            raise CheckpointError(
-                f"checkpoint {source!r} was saved without a configuration, so it cannot be "
-                "matched with this run's; load it without config= or start afresh"
-            )
-        differences += _differences(payload["config"], wanted)
-    differences += _differences(payload["structure"], describe_strategy(strategy))
-    if differences:
-        raise CheckpointError(
-            f"checkpoint {source!r} belongs to a different configuration and was refused: "
-            + "; ".join(differences)
-            + " (use another checkpoint folder, or remove the file, to start afresh)"
-        )
-    _check_reachable(payload, n_experiences, source)
+    check_checkpoint(payload, config=config, n_experiences=n_experiences, source=source,
+                     structure=describe_strategy(strategy))
     backup = _clone(strategy.state_dict())
     try:
         strategy.load_state_dict(payload["strategy"])

@@ -153,6 +153,11 @@ class EvaluationPlugin(StrategyPlugin):
         for logger in self.loggers:
             logger.log(event, record)
 
+    def flush(self) -> None:
+        """Push every logger's records to its files."""
+        for logger in self.loggers:
+            logger.flush()
+
     def close(self) -> None:
         """Close every logger (their files are complete afterwards)."""
         for logger in self.loggers:

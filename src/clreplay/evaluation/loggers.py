@@ -46,6 +46,9 @@ class Logger(ABC):
     def on_iteration(self, strategy) -> None:
         """Called after every training iteration (only for loggers that override it)."""
 
+    def flush(self) -> None:
+        """Push what was logged to its files (a checkpoint records their sizes)."""
+
     def close(self) -> None:
         """Release files; the logger is not used afterwards."""
 
@@ -160,6 +163,10 @@ class TextLogger(Logger):
             return f"{event.replace('_', ' ')}: {json.dumps(jsonable(r), sort_keys=True)}"
         return None
 
+    def flush(self) -> None:
+        if not self._stream.closed:
+            self._stream.flush()
+
     def close(self) -> None:
         if self._owned:
             self._stream.close()
@@ -177,6 +184,10 @@ class JSONLinesLogger(Logger):
     def log(self, event: str, record: dict) -> None:
         line = json.dumps(jsonable({"event": event, "time": time.time(), **record}), allow_nan=False)
         self._stream.write(line + "\n")
+
+    def flush(self) -> None:
+        if not self._stream.closed:
+            self._stream.flush()
 
     def close(self) -> None:
         if self._owned:
@@ -218,6 +229,10 @@ class CSVLogger(Logger):
             columns = self.EXPERIENCE_COLUMNS + list(accuracy)
             row = {**record, **accuracy, "memory_size": record["memory"]["size"]}
             self._writer("experiences.csv", columns).writerow(row)
+
+    def flush(self) -> None:
+        for stream, _ in self._files.values():
+            stream.flush()
 
     def close(self) -> None:
         for stream, _ in self._files.values():
@@ -263,6 +278,9 @@ class TensorBoardLogger(Logger):
                 add("train/experience_loss", record["train_loss"], step)
             add("memory/size", record["memory"]["size"], step)
             self.writer.flush()
+
+    def flush(self) -> None:
+        self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from clreplay.evaluation.metrics import Matrix, accuracy_on_seen, check_matrix
-from clreplay.evaluation.reports import run_label
+from clreplay.evaluation.reports import benchmark_name, run_label
 
 MATRIX_PLOT = "accuracy_matrix.png"
 CURVES_PLOT = "accuracy_curves.png"
@@ -121,7 +121,7 @@ def render_plots(results: dict, folder: str | os.PathLike) -> List[Path]:
     """The plots of a results dict (``accuracy_matrix.png``, ``accuracy_curves.png``)
     written into ``folder``; returns their paths."""
     matrix = results["accuracy_matrix"]
-    name = run_label(results.get("config") or {})
+    name = run_label(results.get("config") or {}, benchmark_name(results))
     folder = Path(folder)
     return [
         plot_accuracy_matrix(matrix, folder / MATRIX_PLOT, title=f"accuracy matrix: {name}"),

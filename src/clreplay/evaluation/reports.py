@@ -69,16 +69,19 @@ def format_experience_stats(record: dict) -> str:
             f"{record['samples_per_s']:.0f} samples/s, memory {record['memory']['size']}")
 
 
-def run_label(config: dict) -> str:
+def run_label(config: dict, name: Optional[str] = None) -> str:
     """A short description of a run from its configuration, e.g.
-    ``split_digits, replay 200 (class, herding)``.
+    ``split_digits, replay 200 (class, herding)``; ``name`` (the benchmark's name in
+    the results, e.g. taken from its data) replaces the benchmark's registry name.
 
     >>> run_label({"benchmark": "split_digits", "replay": False})
     'split_digits, no replay'
+    >>> run_label({"benchmark": "split_mnist", "replay": False}, "FashionMNIST")
+    'FashionMNIST, no replay'
     """
     from clreplay.replay.registry import POLICIES_WITH_SELECTION
 
-    parts = [str(config.get("benchmark", "run"))]
+    parts = [str(name or config.get("name") or config.get("benchmark", "run"))]
     if config.get("replay") is False:
         parts.append("no replay")
     elif "mem_size" in config:
@@ -89,9 +92,15 @@ def run_label(config: dict) -> str:
     return ", ".join(parts)
 
 
+def benchmark_name(results: dict) -> Optional[str]:
+    """The benchmark's name recorded in a results dict (None if absent)."""
+    benchmark = results.get("benchmark")
+    return benchmark.get("name") if isinstance(benchmark, dict) else None
+
+
 def format_report(results: dict, *, source: Optional[str] = None) -> str:
     """A whole report: what ran, the accuracy matrix and the metrics."""
-    head = run_label(results.get("config") or {})
+    head = run_label(results.get("config") or {}, benchmark_name(results))
     if source:
         head = f"{source}: {head}"
     return "\n\n".join([head, format_matrix(results["accuracy_matrix"]), format_metrics(results)])
@@ -123,7 +132,7 @@ def format_comparison(runs: Dict[str, dict]) -> str:
         seen = accuracy_on_seen(results["accuracy_matrix"])
         lines.append(f"{label:<{width}} " + " ".join(_fmt(a, ".3f") for a in seen))
     lines += ["", "settings:"]
-    lines += [f"{label:<{width}} {run_label(results.get('config') or {})}"
+    lines += [f"{label:<{width}} {run_label(results.get('config') or {}, benchmark_name(results))}"
               for label, results in runs.items()]
     return "\n".join(lines)
 
