@@ -149,12 +149,26 @@ def test_ctrl_c_ends_with_one_line_and_resumes_to_the_same_results(tmp_path, cap
     assert log.count("experience 1 starts") == 1 and log.count("experience 0 done") == 1
 
 
-def test_interrupt_before_any_checkpoint(tmp_path, capsys, monkeypatch):
+def test_a_run_killed_in_its_first_experience_restarts_with_the_same_command(tmp_path, capsys, monkeypatch):
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    interrupt_at(monkeypatch, 0, 1, 2)  # logs of epoch 1 written, no experience finished
+    assert run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))[0] == 130
+    monkeypatch.undo()
+    code, stdout, err = run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))
+    assert code == 0, err
+    assert "0 of 3 experiences already trained" in stdout
+    assert [(r["experience"], r["epoch"]) for r in rows(out / "epochs.csv")] == [
+        (str(e), str(p)) for e in range(3) for p in (1, 2)]
+
+
+def test_interrupt_in_the_first_experience(tmp_path, capsys, monkeypatch):
     interrupt_at(monkeypatch, 0, 0, 3)
     code, _, err = run_cli(capsys, "--checkpoint-dir", str(tmp_path / "ck"))
     assert code == 130
-    assert err == ("clreplay: interrupted during experience 1 of 3; no experience had finished, so no "
-                   "checkpoint was saved: the same command starts afresh\n")
+    ck = tmp_path / "ck"
+    assert err == (f"clreplay: interrupted during experience 1 of 3; {ck}/{CHECKPOINT_FILENAME} holds "
+                   "the 0 finished experience(s): run the same command to resume\n")
+    assert read_checkpoint(ck / CHECKPOINT_FILENAME)["next_experience"] == 0
     code, _, err = run_cli(capsys)
     assert code == 130 and err.endswith("nothing was saved (no checkpoint folder)\n")
 

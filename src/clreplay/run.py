@@ -181,6 +181,15 @@ def _run_locked(config: RunConfig, log, names, n) -> dict:
         evaluator.close()
 
 
+def _save(strategy: BaseStrategy, path, config: RunConfig) -> None:
+    """Save a checkpoint recording where the run's log files end (for a resume to cut them)."""
+    metadata = {"output": None, "logs": {}}
+    if config.output is not None:
+        strategy.evaluator.flush()
+        metadata = {"output": os.path.abspath(config.output), "logs": log_sizes(config.output)}
+    save_checkpoint(strategy, path, config=config, metadata=metadata)
+
+
 def _train(config, benchmark, strategy, payload, saved_path, log) -> dict:
     replay = (f"replay mem_size={config.mem_size} policy={config.policy}" if config.replay
               else "no replay")
@@ -202,15 +211,15 @@ def _train(config, benchmark, strategy, payload, saved_path, log) -> dict:
     started = time.perf_counter()
     done = start
     try:
+        if saved_path is not None and payload is None:
+            # The untrained state: a run killed before its first experience ends resumes
+            # here, and the files it left in the output folder are known to be its own.
+            _save(strategy, saved_path, config)
         for experience in benchmark.train_stream[start:]:
             t0 = time.perf_counter()
             strategy.train(experience)
             if saved_path is not None:
-                metadata = {"output": None, "logs": {}}
-                if config.output is not None:
-                    evaluator.flush()
-                    metadata = {"output": os.path.abspath(config.output), "logs": log_sizes(config.output)}
-                save_checkpoint(strategy, saved_path, config=config, metadata=metadata)
+                _save(strategy, saved_path, config)
             done += 1
             seen = accuracy_on_seen(matrix)[-1]  # None: no test sample among the seen experiences
             log(
@@ -223,9 +232,6 @@ def _train(config, benchmark, strategy, payload, saved_path, log) -> dict:
         where = f"interrupted during experience {done + 1} of {benchmark.n_experiences}"
         if saved_path is None:
             raise RunInterrupted(f"{where}; nothing was saved (no checkpoint folder)") from None
-        if done == 0 and payload is None:
-            raise RunInterrupted(f"{where}; no experience had finished, so no checkpoint was "
-                                 "saved: the same command starts afresh") from None
         raise RunInterrupted(f"{where}; {saved_path} holds the {done} finished experience(s): "
                              "run the same command to resume") from None
     results = {
