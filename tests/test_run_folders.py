@@ -195,3 +195,25 @@ def test_python_api_refuses_non_empty_output_naming_the_field(tmp_path):
     (tmp_path / "x").write_text("x")
     with pytest.raises(ValueError, match=r"^output must name an empty folder .* pass overwrite=True to"):
         run_experiment(RunConfig(epochs=1, n_experiences=2, output=str(tmp_path)), log=lambda _: None)
+
+
+def test_a_kill_during_the_first_save_leaves_the_output_empty(tmp_path, capsys, monkeypatch):
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as if SIGKILL hit the untrained state's save
+
+    monkeypatch.setattr(run_module, "save_checkpoint", killed)
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    assert run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))[0] == 130
+    assert list(out.iterdir()) == []  # no log file was created yet: the same command can start
+    monkeypatch.undo()
+    assert run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))[0] == 0
+
+
+def test_leftovers_of_killed_saves_are_removed_when_a_run_starts(tmp_path, capsys):
+    ck = tmp_path / "ck"
+    assert run_cli(capsys, "--checkpoint-dir", str(ck))[0] == 0
+    (ck / f".{CHECKPOINT_FILENAME}.x1y2.tmp").write_bytes(b"half a file")
+    (ck / f".{CHECKPOINT_FILENAME}.lock").write_text("999999\n")  # its holder was killed
+    code, stdout, _ = run_cli(capsys, "--checkpoint-dir", str(ck))  # complete: nothing to save
+    assert code == 0 and "3 of 3 experiences already trained" in stdout
+    assert sorted(p.name for p in ck.iterdir()) == [CHECKPOINT_FILENAME]

@@ -288,6 +288,18 @@ def _atomic_save(payload: dict, path: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(path: PathLike) -> None:
+    """Remove what saves to ``path`` killed mid-write left beside it (temporary files, and
+    their lock file, whose lock died with them), waiting for a save in flight to end."""
+    path = _check_path(path)
+    if not path.parent.is_dir():
+        return
+    prefix = f".{path.name}."
+    with lock_file(path.parent / f".{path.name}.lock", blocking=True):
+        for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
 def save_checkpoint(
     strategy: BaseStrategy, path: PathLike, *, config: Any = None, metadata: Any = None
 ) -> Path:

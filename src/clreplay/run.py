@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Callable, List, Mapping, Optional
 
 import torch
@@ -24,6 +24,7 @@ from clreplay.checkpoint import (
     check_checkpoint,
     checkpoint_path,
     read_checkpoint,
+    remove_stale_temporaries,
     restore_checkpoint,
     save_checkpoint,
 )
@@ -164,6 +165,8 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print,
 def _run_locked(config: RunConfig, log, names, n) -> dict:
     benchmark = _build_benchmark(config, names)
     saved_path = checkpoint_path(config.checkpoint_dir) if config.checkpoint_dir else None
+    if saved_path is not None:
+        remove_stale_temporaries(saved_path)  # of saves killed mid-write
     payload = read_checkpoint(saved_path) if saved_path is not None and saved_path.exists() else None
     if payload is not None:  # refused before the output folder is touched
         check_checkpoint(payload, config=config, n_experiences=benchmark.n_experiences,
@@ -173,6 +176,13 @@ def _run_locked(config: RunConfig, log, names, n) -> dict:
         append = prepare_output(config.output, flag=n("output"), overwrite=config.overwrite,
                                 saved=None if payload is None else payload["metadata"],
                                 overwrite_flag=n("overwrite") + ("=True" if not names else ""))
+    if saved_path is not None and payload is None:
+        # The untrained state, saved before the loggers create any file: a run killed
+        # before its first experience ends resumes here, and the files it left in the
+        # output folder are known to be its own (the checkpoint names the folder).
+        untrained = build_strategy(replace(config, output=None), benchmark, append_logs=False)
+        _save(untrained, saved_path, config, logs={})
+        del untrained
     strategy = build_strategy(config, benchmark, append_logs=append)
     evaluator = strategy.evaluator
     try:
@@ -181,12 +191,15 @@ def _run_locked(config: RunConfig, log, names, n) -> dict:
         evaluator.close()
 
 
-def _save(strategy: BaseStrategy, path, config: RunConfig) -> None:
-    """Save a checkpoint recording where the run's log files end (for a resume to cut them)."""
+def _save(strategy: BaseStrategy, path, config: RunConfig, *, logs: Optional[dict] = None) -> None:
+    """Save a checkpoint recording where the run's log files end (for a resume to cut them;
+    ``logs`` given: those sizes)."""
     metadata = {"output": None, "logs": {}}
     if config.output is not None:
-        strategy.evaluator.flush()
-        metadata = {"output": os.path.abspath(config.output), "logs": log_sizes(config.output)}
+        if logs is None:
+            strategy.evaluator.flush()
+            logs = log_sizes(config.output)
+        metadata = {"output": os.path.abspath(config.output), "logs": logs}
     save_checkpoint(strategy, path, config=config, metadata=metadata)
 
 
@@ -211,10 +224,6 @@ def _train(config, benchmark, strategy, payload, saved_path, log) -> dict:
     started = time.perf_counter()
     done = start
     try:
-        if saved_path is not None and payload is None:
-            # The untrained state: a run killed before its first experience ends resumes
-            # here, and the files it left in the output folder are known to be its own.
-            _save(strategy, saved_path, config)
         for experience in benchmark.train_stream[start:]:
             t0 = time.perf_counter()
             strategy.train(experience)
