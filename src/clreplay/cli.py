@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from clreplay._validation import check_choice
 from clreplay.benchmarks.registry import list_benchmarks
@@ -26,7 +26,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _choice(flag: str, choices) -> callable:
+def _choice(flag: str, choices) -> Callable[[str], str]:
     """An argparse ``type`` that refuses an unknown value suggesting the close ones
     (argparse's own ``choices=`` lists them without a suggestion)."""
     choices = list(choices)

@@ -39,7 +39,11 @@ from clreplay.locking import lock_folder
 from clreplay.models import feature_layer_name, make_mlp
 from clreplay.replay.online import OnlineReplayPlugin
 from clreplay.replay.plugin import ReplayPlugin
-from clreplay.replay.registry import POLICIES_WITH_SELECTION, make_selection_strategy, make_storage_policy
+from clreplay.replay.registry import (
+    POLICIES_WITH_SELECTION,
+    make_selection_strategy,
+    make_storage_policy,
+)
 from clreplay.run_config import RunConfig, renamed
 from clreplay.training.guards import NonFiniteLossGuard
 from clreplay.training.strategy import BaseStrategy, Naive

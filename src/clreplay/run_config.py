@@ -24,7 +24,12 @@ from clreplay._validation import (
 )
 from clreplay.benchmarks.registry import list_benchmarks, needs_data_path
 from clreplay.replay.parametric import GROUPBY
-from clreplay.replay.registry import POLICIES_WITH_SELECTION, POLICY_OPTIONS, list_policies, list_selections
+from clreplay.replay.registry import (
+    POLICIES_WITH_SELECTION,
+    POLICY_OPTIONS,
+    list_policies,
+    list_selections,
+)
 
 #: Replay options refused with ``replay=False`` when set (they would be silently ignored).
 _REPLAY_ONLY = ("selection", "groupby", "online", "batch_size_mem", "task_balanced", "memmap_dir")

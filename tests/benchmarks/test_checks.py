@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from clreplay.benchmarks import class_incremental, load_npz_datasets, read_idx, split_mnist, split_npz
+from clreplay.benchmarks import (
+    class_incremental,
+    load_npz_datasets,
+    read_idx,
+    split_mnist,
+    split_npz,
+)
 from clreplay.benchmarks.checks import check_finite, check_labels, checked_split, remap_labels
 from clreplay.data import ClassificationDataset
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
 from clreplay.benchmarks.checks import checked_split, open_npz, read_file_bytes, remap_labels
 from clreplay.benchmarks.experience import Benchmark

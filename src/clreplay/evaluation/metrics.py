@@ -19,8 +19,8 @@ term is, so an undefined accuracy never turns into a number.
 
 from __future__ import annotations
 
-import numbers
 import math
+import numbers
 from typing import Dict, List, Optional, Sequence
 
 Matrix = Sequence[Sequence[Optional[float]]]
