@@ -97,3 +97,22 @@ def test_run_stops_and_the_previous_checkpoint_stays_valid(tmp_path, monkeypatch
     saved = read_checkpoint(tmp_path / "ck" / CHECKPOINT_FILENAME)
     assert saved["next_experience"] == 1
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_cli_reports_divergence_in_one_line(tmp_path, monkeypatch, capsys):
+    from clreplay.cli import main
+
+    build = run_module.build_strategy
+
+    def poisoned(config, benchmark, **kwargs):
+        strategy = build(config, benchmark, **kwargs)
+        strategy.criterion = PoisonAt(8 + 2, float("inf"))
+        return strategy
+
+    monkeypatch.setattr(run_module, "build_strategy", poisoned)
+    code = main(["run", "--epochs", "1", "--hidden", "8", "--mem-size", "20",
+                 "--checkpoint-dir", str(tmp_path / "ck")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("clreplay: error: training loss became inf at experience 1, epoch 1 of 1, "
+                          "iteration 2 of ")
