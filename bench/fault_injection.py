@@ -129,7 +129,7 @@ def child(point: str, at: int, argv: Sequence[str]) -> int:
         real_write = memmap.MappedFile.write_rows
 
         def write_rows(self, rows, values):
-            if hit() and len(rows) > 1:
+            if hit():
                 half = len(rows) // 2
                 real_write(self, rows[:half], values[:half])
                 _kill_self()
@@ -212,8 +212,11 @@ def run_config(config: Config, work: Path, kills: int, rng: random.Random, timeo
             if totals["kills"] + killed < kills:
                 # Half the kills at a point inside the library, half after a random delay.
                 if rng.random() < 0.5:
-                    point = rng.choice(points_here)
-                    at = rng.randint(1, {"memmap_write": 30, "log_line": 40}.get(point, 3))
+                    # Row writes of a mapped memory weigh as much as the other points together.
+                    weights = [len(points_here) - 1 if p == "memmap_write" else 1 for p in points_here]
+                    point = rng.choices(points_here, weights)[0]
+                    # Calls per run: ~5 saves and mapped-memory updates, ~60 JSON log lines.
+                    at = rng.randint(1, {"log_line": 40}.get(point, 3))
                 else:
                     delay = rng.uniform(0.5, duration * 0.6)
             process = subprocess.Popen(_command(config, folder, point, at), stdout=subprocess.PIPE,

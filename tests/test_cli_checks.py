@@ -112,7 +112,10 @@ def test_help_reads_right(capsys):
     assert "--policy {class,experience,parametric,reservoir}" in text
 
 
-def test_name_labels_results_and_reports(tmp_path, capsys):
+def test_name_labels_results_and_reports(tmp_path, capsys, monkeypatch):
+    import clreplay.run as run_module
+
+    monkeypatch.setattr(run_module, "render_plots", lambda results, folder: [])
     out = tmp_path / "out"
     code, stdout, _ = run_cli(capsys, "--name", "digits-8x8", "--output", str(out))
     assert code == 0 and stdout.startswith("clreplay: digits-8x8, 2 experiences")

@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -15,7 +14,14 @@ from clreplay.cli import main
 from clreplay.locking import LOCK_FILENAME, FolderLockedError, lock_folder
 from clreplay.run import RunConfig, run_experiment
 
+BUILD, SAVE = run_module.build_strategy, run_module.save_checkpoint
 FAST = ["--epochs", "2", "--n-experiences", "3", "--hidden", "8", "--mem-size", "30"]
+
+
+@pytest.fixture(autouse=True)
+def no_plots(monkeypatch):
+    """Drawing the PNGs costs more than these tiny runs; no test here looks at them."""
+    monkeypatch.setattr(run_module, "render_plots", lambda results, folder: [])
 
 
 def run_cli(capsys, *args):
@@ -38,11 +44,11 @@ def test_a_second_run_into_a_locked_folder_names_the_holder(tmp_path, capsys, fl
 
 
 def test_the_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
     ck = tmp_path / "ck"
     ck.mkdir()
-    (ck / LOCK_FILENAME).write_text(dead.stdout)  # left by a run killed with SIGKILL
+    (ck / LOCK_FILENAME).write_text(f"{dead.pid}\n")  # left by a run killed with SIGKILL
     code, _, err = run_cli(capsys, "--checkpoint-dir", str(ck))
     assert code == 0, err
     assert sorted(p.name for p in ck.iterdir()) == [CHECKPOINT_FILENAME]
@@ -64,8 +70,8 @@ def test_a_non_empty_output_is_refused_without_overwrite(tmp_path, capsys):
     code, stdout, err = run_cli(capsys, "--output", str(out), "--seed", "1")
     assert code == 2 and stdout == ""
     assert err == (f"clreplay: error: --output must name an empty folder (or a run's own folder when "
-                   f"resuming), got '{out}' holding accuracy_curves.png, accuracy_matrix.png, epochs.csv, "
-                   "events.jsonl, experiences.csv, ...: pass --overwrite to replace the files of the "
+                   f"resuming), got '{out}' holding epochs.csv, events.jsonl, experiences.csv, log.txt, "
+                   "results.json: pass --overwrite to replace the files of the "
                    "earlier run, or choose another folder\n")
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
@@ -130,7 +136,7 @@ def test_ctrl_c_ends_with_one_line_and_resumes_to_the_same_results(tmp_path, cap
     assert read_checkpoint(ck / CHECKPOINT_FILENAME)["next_experience"] == 1
     assert sorted(p.name for p in ck.iterdir()) == [CHECKPOINT_FILENAME]  # lock released
     assert len(rows(out / "epochs.csv")) == 3  # two of experience 0, one of the interrupted one
-    monkeypatch.undo()
+    monkeypatch.setattr(run_module, "build_strategy", BUILD)
 
     code, stdout, err = run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))
     assert code == 0, err
@@ -153,7 +159,7 @@ def test_a_run_killed_in_its_first_experience_restarts_with_the_same_command(tmp
     out, ck = tmp_path / "out", tmp_path / "ck"
     interrupt_at(monkeypatch, 0, 1, 2)  # logs of epoch 1 written, no experience finished
     assert run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))[0] == 130
-    monkeypatch.undo()
+    monkeypatch.setattr(run_module, "build_strategy", BUILD)
     code, stdout, err = run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))
     assert code == 0, err
     assert "0 of 3 experiences already trained" in stdout
@@ -177,7 +183,7 @@ def test_resuming_into_another_output_starts_its_logs_there(tmp_path, capsys, mo
     ck = tmp_path / "ck"
     interrupt_at(monkeypatch, 1, 0, 3)
     assert run_cli(capsys, "--output", str(tmp_path / "a"), "--checkpoint-dir", str(ck))[0] == 130
-    monkeypatch.undo()
+    monkeypatch.setattr(run_module, "build_strategy", BUILD)
     assert run_cli(capsys, "--output", str(tmp_path / "b"), "--checkpoint-dir", str(ck))[0] == 0
     assert [row["experience"] for row in rows(tmp_path / "b" / "experiences.csv")] == ["1", "2"]
 
@@ -205,7 +211,7 @@ def test_a_kill_during_the_first_save_leaves_the_output_empty(tmp_path, capsys, 
     out, ck = tmp_path / "out", tmp_path / "ck"
     assert run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))[0] == 130
     assert list(out.iterdir()) == []  # no log file was created yet: the same command can start
-    monkeypatch.undo()
+    monkeypatch.setattr(run_module, "save_checkpoint", SAVE)
     assert run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))[0] == 0
 
 

@@ -60,7 +60,10 @@ def write_npz_without_class_3_in_test(path):
     return path
 
 
-def test_run_with_an_empty_test_experience_reports_it_undefined(tmp_path, capsys):
+def test_run_with_an_empty_test_experience_reports_it_undefined(tmp_path, capsys, monkeypatch):
+    import clreplay.run as run_module
+
+    monkeypatch.setattr(run_module, "render_plots", lambda results, folder: [])  # report draws them
     data = write_npz_without_class_3_in_test(tmp_path / "d.npz")
     out = tmp_path / "out"
     assert main(["run", "--benchmark", "split_npz", "--data", str(data), "--n-experiences", "4",
