@@ -6,8 +6,9 @@ gathered there; the bare loop gathers from pre-materialised CUDA tensors. Both
 then run as in ``bench_throughput.py`` (alternating runs, medians), for
 ``train_mb_size`` 32 and 128. A second pass trains the library once under
 ``torch.cuda.set_sync_debug_mode("warn")`` and counts the synchronising calls
-(host round trips) made during training epochs: expected a few per epoch (the
-epoch's index tensors go to the device once), none per step.
+(host round trips) made during training epochs, with the ``NonFiniteLossGuard``
+that ``clreplay run`` installs: expected a few per epoch (the epoch's index tensors
+go to the device once; the guard reads its finiteness flag once), none per step.
 
 Takes well under 3 minutes on one H100 (most of it CUDA start-up). Without CUDA
 it says so and runs the same code on the CPU with tiny sizes, as a smoke test.
@@ -26,6 +27,7 @@ import torch
 
 from clreplay import ReplayPlugin
 from clreplay.training import Naive, StrategyPlugin
+from clreplay.training.guards import NonFiniteLossGuard
 
 
 class SyncCounter(StrategyPlugin):
@@ -55,7 +57,8 @@ def count_syncs(cfg: bt.Config, mb: int, device: str) -> dict:
         warnings.simplefilter("always")
         counter = SyncCounter(record)
         strategy = Naive(model, opt, train_mb_size=mb, train_epochs=cfg.epochs, device=device,
-                         plugins=[ReplayPlugin(cfg.mem_size), counter], seed=0)
+                         plugins=[ReplayPlugin(cfg.mem_size), NonFiniteLossGuard(), counter],
+                         seed=0)
         torch.cuda.set_sync_debug_mode("warn")
         try:
             for experience in bench.train_stream:

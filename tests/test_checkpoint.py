@@ -206,7 +206,7 @@ def test_files_that_are_not_checkpoints(tmp_path, bench):
     payload = read_checkpoint(good)
     payload["version"] = 99
     torch.save(payload, tmp_path / "future.pt")
-    with pytest.raises(CheckpointError, match="format version 99; this clreplay reads version 1"):
+    with pytest.raises(CheckpointError, match="format version 99; this clreplay reads version 2"):
         load_checkpoint(strategy, tmp_path / "future.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt' does not exist"):
         load_checkpoint(strategy, tmp_path / "missing.pt")

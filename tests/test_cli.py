@@ -39,16 +39,20 @@ def test_class_policy_with_herding(capsys):
 
 def test_bad_values_exit_with_a_clear_message(capsys):
     assert main(["run", "--mem-size", "0"]) == 2
-    assert "mem_size must be a positive int, got 0" in capsys.readouterr().err
+    assert capsys.readouterr().err == "clreplay: error: --mem-size must be a positive int, got 0\n"
     assert main(["run", "--n-experiences", "11"]) == 2
-    assert "n_experiences must be at most the number of classes (10), got 11" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "clreplay: error: --n-experiences must be at most the number of classes (10), got 11\n")
 
 
 def test_unknown_benchmark_is_refused(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--benchmark", "split_digit"])
     assert exit_info.value.code == 2
-    assert "invalid choice: 'split_digit'" in capsys.readouterr().err
+    assert capsys.readouterr().err.endswith(
+        "clreplay run: error: argument --benchmark: must be one of 'split_cifar10', 'split_cifar100', "
+        "'split_digits', 'split_fashion_mnist', 'split_mnist', 'split_npz', 'split_synthetic', "
+        "got 'split_digit'; did you mean 'split_digits'?\n")
 
 
 def test_python_dash_m_entry_point():

@@ -67,9 +67,9 @@ def test_flags_are_checked_before_any_training(capsys):
     assert main(["run", "--augment"]) == 2
     assert "augment needs an image benchmark" in capsys.readouterr().err
     assert main(["run", "--width", "8"]) == 2
-    assert "width applies to models cnn, resnet18, got width=8 with model 'mlp'" in capsys.readouterr().err
+    assert "--width applies to models cnn, resnet18, got --width 8 with --model 'mlp'" in capsys.readouterr().err
     assert main(["run", "--benchmark", "split_cifar100"]) == 2
-    assert "data must name a file or folder for benchmark 'split_cifar100', got None" in capsys.readouterr().err
+    assert "--data must name a file or folder for --benchmark 'split_cifar100', got None" in capsys.readouterr().err
     assert main(["run", "--benchmark", "split_fashion_mnist", "--data", "/nonexistent"]) == 2
     assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
 

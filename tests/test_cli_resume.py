@@ -41,7 +41,8 @@ def test_sigkill_then_resume_gives_the_same_results(tmp_path, capsys):
     killed = start(tmp_path / "out", tmp_path / "ck")
     first_checkpoint = tmp_path / "ck" / CHECKPOINT_FILENAME
     deadline = time.monotonic() + 120
-    while not first_checkpoint.exists():
+    # A run saves its untrained state first: wait for one after an experience.
+    while not (first_checkpoint.exists() and read_checkpoint(first_checkpoint)["next_experience"] >= 1):
         assert killed.poll() is None, killed.communicate()
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.002)

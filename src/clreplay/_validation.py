@@ -54,6 +54,27 @@ def check_positive_float(name: str, value: Any) -> float:
     return float(value)
 
 
+def device_available(location: Any) -> bool:
+    """Whether the torch device ``location`` (``"cpu"``, ``"cuda:1"``, ...) exists here.
+
+    >>> device_available("cpu"), device_available("nonsense")
+    (True, False)
+    """
+    import torch
+
+    try:
+        device = torch.device(location)
+    except (RuntimeError, TypeError):
+        return False
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    backend = getattr(torch, device.type, None)
+    is_available = getattr(backend, "is_available", None)
+    return bool(is_available and is_available())
+
+
 def check_choice(name: str, value: Any, choices) -> Any:
     """Raise a ValueError listing the valid choices and the closest matches."""
     choices = list(choices)

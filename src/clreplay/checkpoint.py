@@ -9,9 +9,14 @@ bit for bit as if it had never stopped.
 
 Files are written atomically (a temporary file in the same folder, flushed and
 fsynced, then renamed over the old one), so a kill at any instant leaves either
-the previous checkpoint or the new one. They are read with
-``torch.load(weights_only=True)`` only: tensors and plain data, never code; a
-file that carries pickled objects is refused.
+the previous checkpoint or the new one; saves to one path from several processes
+take turns (a lock file beside it), so none deletes another's file in flight.
+They are read with ``torch.load(weights_only=True)`` only: tensors and plain
+data, never code; a file that carries pickled objects is refused. Each file
+holds the SHA-256 digest of its content (every tensor's bytes and every plain
+value), and a file whose content does not match it (a flipped bit) is refused,
+as is a state no run can reach (a negative experience counter, one beyond the
+stream, a replay memory larger than its ``mem_size``).
 
 >>> import tempfile, torch
 >>> from clreplay.training import Naive
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import json
 import os
 import pickle
@@ -42,17 +48,22 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 import torch
 from torch import Tensor
 
+from clreplay._validation import check_optional_positive_int, device_available
+from clreplay.locking import lock_file
 from clreplay.training.plugin import StrategyPlugin
 from clreplay.training.strategy import BaseStrategy
 
 #: Identifies clreplay checkpoints (a file without it is refused).
 FORMAT = "clreplay-checkpoint"
-VERSION = 1
+#: Version 2 added the SHA-256 digest and ``metadata``; version 1 files are refused.
+VERSION = 2
 #: The file name used inside a checkpoint folder (``clreplay run --checkpoint-dir``).
 CHECKPOINT_FILENAME = "checkpoint.pt"
 #: Configuration fields that say where a run writes or computes, not what it
 #: computes: a run resumed with other values of these is the same run.
-IGNORED_CONFIG_FIELDS = frozenset({"output", "checkpoint_dir", "checkpoint_every", "device", "memmap_dir"})
+IGNORED_CONFIG_FIELDS = frozenset(
+    {"output", "checkpoint_dir", "checkpoint_every", "device", "memmap_dir", "name", "overwrite"}
+)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -77,6 +88,13 @@ def _check_path(path: Any) -> Path:
     if path.is_dir():
         raise ValueError(f"path must name a file, got the folder {str(path)!r}")
     return path
+
+
+def _plain_json(name: str, value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be JSON-like plain data, got {reprlib.repr(value)} ({err})") from None
 
 
 def _normalise_config(config: Any) -> Optional[Dict[str, Any]]:
@@ -200,32 +218,101 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _feed(h, value: Any) -> None:
+    """Feed ``value`` to the hash ``h`` unambiguously: a type tag, a length, the bytes."""
+    if isinstance(value, Tensor):
+        t = value.detach()
+        if t.layout != torch.strided:
+            t = t.to_dense()
+        t = t.resolve_conj().resolve_neg().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
+        if t.numel():
+            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    elif value is None:
+        h.update(b"N;")
+    elif isinstance(value, bool):
+        h.update(b"B1;" if value else b"B0;")
+    elif isinstance(value, int):
+        h.update(f"I{value};".encode())
+    elif isinstance(value, float):
+        h.update(f"F{value.hex()};".encode())
+    elif isinstance(value, (str, bytes)):
+        data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+        h.update(f"{'S' if isinstance(value, str) else 'Y'}{len(data)}:".encode())
+        h.update(data)
+    elif isinstance(value, torch.Size):
+        h.update(f"Z{tuple(value)};".encode())
+    elif isinstance(value, (torch.dtype, torch.device)):
+        h.update(f"D{value};".encode())
+    elif isinstance(value, Mapping):
+        h.update(f"M{len(value)}:".encode())
+        for key, item in value.items():
+            _feed(h, key)
+            _feed(h, item)
+    elif isinstance(value, (list, tuple)):
+        h.update(f"{'L' if isinstance(value, list) else 'U'}{len(value)}:".encode())
+        for item in value:
+            _feed(h, item)
+    else:
+        raise TypeError(f"cannot digest a {type(value).__name__} (only tensors and plain data)")
+
+
+def payload_digest(payload: Mapping[str, Any]) -> str:
+    """The SHA-256 of a checkpoint's content: every entry but ``sha256``, in order.
+
+    Tensors count by dtype, shape and bytes (wherever they live), plain values by
+    type and value, so the digest of a loaded file equals the one computed at saving.
+    """
+    h = hashlib.sha256()
+    _feed(h, {key: value for key, value in payload.items() if key != "sha256"})
+    return h.hexdigest()
+
+
 def _atomic_save(payload: dict, path: Path) -> None:
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_folder(folder)
-    # Temporary files of saves that were killed mid-write: the new file supersedes them.
-    for stale in folder.glob(f"{glob.escape(prefix)}*.tmp"):
-        stale.unlink(missing_ok=True)
+    # Saves to one path take turns: the stale-file cleanup below may then delete every
+    # temporary file it finds, since no other save can have one in flight.
+    with lock_file(folder / f".{path.name}.lock", blocking=True):
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_folder(folder)
+        # Temporary files of saves that were killed mid-write: the new file supersedes them.
+        for stale in folder.glob(f"{glob.escape(prefix)}*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
-def save_checkpoint(strategy: BaseStrategy, path: PathLike, *, config: Any = None) -> Path:
+def remove_stale_temporaries(path: PathLike) -> None:
+    """Remove what saves to ``path`` killed mid-write left beside it (temporary files, and
+    their lock file, whose lock died with them), waiting for a save in flight to end."""
+    path = _check_path(path)
+    if not path.parent.is_dir():
+        return
+    prefix = f".{path.name}."
+    with lock_file(path.parent / f".{path.name}.lock", blocking=True):
+        for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+def save_checkpoint(
+    strategy: BaseStrategy, path: PathLike, *, config: Any = None, metadata: Any = None
+) -> Path:
     """Write the whole state of ``strategy`` to ``path``, atomically; return the path.
 
     ``config`` (a dataclass such as :class:`~clreplay.run.RunConfig`, or a mapping of
     plain data) is stored with it so that :func:`load_checkpoint` can refuse a run
     configured differently; the fields in :data:`IGNORED_CONFIG_FIELDS` are left out.
+    ``metadata`` (plain JSON data) is stored as is and read back by
+    :func:`read_checkpoint` (``clreplay run`` keeps the sizes of its log files there).
     The folder is created if needed. Call it between experiences (after
     ``strategy.train()`` returns) or at the end of a training iteration (from an
     ``after_training_iteration`` hook): a checkpoint taken inside an experience
@@ -241,6 +328,7 @@ def save_checkpoint(strategy: BaseStrategy, path: PathLike, *, config: Any = Non
         )
     path = _check_path(path)
     plain_config = _normalise_config(config)
+    plain_metadata = _plain_json("metadata", metadata)
     state = strategy.state_dict()
     _check_plain(state, "strategy.state_dict()")
     payload = {
@@ -250,30 +338,18 @@ def save_checkpoint(strategy: BaseStrategy, path: PathLike, *, config: Any = Non
         "structure": describe_strategy(strategy),
         "next_experience": strategy.clock.train_exp_counter,
         "strategy": state,
+        "metadata": plain_metadata,
     }
+    payload["sha256"] = payload_digest(payload)
     _atomic_save(payload, path)
     return path
 
 
 # ------------------------------------------------------------------- loading
-def _device_available(location: str) -> bool:
-    try:
-        device = torch.device(location)
-    except (RuntimeError, TypeError):
-        return False
-    if device.type == "cpu":
-        return True
-    if device.type == "cuda":
-        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
-    backend = getattr(torch, device.type, None)
-    is_available = getattr(backend, "is_available", None)
-    return bool(is_available and is_available())
-
-
 def _saved_device_or_cpu(storage, location: str):
     # None lets torch restore the storage where it was saved; returning the
     # (CPU) storage keeps it on the CPU when that device is absent here.
-    return None if _device_available(location) else storage
+    return None if device_available(location) else storage
 
 
 def read_checkpoint(path: PathLike, *, map_location: Any = None) -> Dict[str, Any]:
@@ -282,7 +358,7 @@ def read_checkpoint(path: PathLike, *, map_location: Any = None) -> Dict[str, An
     ``map_location`` is passed to ``torch.load``; None restores each tensor to the
     device it was saved from when that device exists here, else to the CPU.
     Raises :class:`CheckpointError` for a file that holds pickled objects, is not a
-    clreplay checkpoint, or is unreadable.
+    clreplay checkpoint, is unreadable, or whose content does not match its digest.
     """
     path = _check_path(path)
     if not path.exists():
@@ -304,9 +380,9 @@ def read_checkpoint(path: PathLike, *, map_location: Any = None) -> Dict[str, An
             "checkpoints are loaded with weights_only=True, so only tensors and plain data "
             "are accepted and no code from the file is ever run"
         ) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as err:
-        if isinstance(err, (FileNotFoundError, PermissionError)):
-            raise
+    except (FileNotFoundError, PermissionError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as err:  # a corrupt file fails anywhere in the zip reader or unpickler
         raise CheckpointError(
             f"checkpoint {str(path)!r} is not a readable checkpoint file (empty, truncated or "
             f"corrupt): {str(err).splitlines()[0] if str(err) else type(err).__name__}"
@@ -316,9 +392,20 @@ def read_checkpoint(path: PathLike, *, map_location: Any = None) -> Dict[str, An
     if payload.get("version") != VERSION:
         raise CheckpointError(
             f"checkpoint {str(path)!r} has format version {payload.get('version')!r}; "
-            f"this clreplay reads version {VERSION}"
+            f"this clreplay reads version {VERSION} (files with a SHA-256 digest): start afresh"
         )
-    missing = {"config", "structure", "next_experience", "strategy"} - set(payload)
+    stored = payload.get("sha256")
+    try:
+        computed = payload_digest(payload)
+    except TypeError as err:
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {err}") from None
+    if not isinstance(stored, str) or stored != computed:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt: its content does not match the SHA-256 digest "
+            f"stored in it (stored {str(stored)[:16]!r}..., computed {computed[:16]!r}...), so it "
+            "was refused; resume from an intact copy, or remove it to start afresh"
+        )
+    missing = {"config", "structure", "next_experience", "strategy", "metadata"} - set(payload)
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: missing {sorted(missing)}")
     return payload
@@ -340,45 +427,127 @@ def _clone(value: Any) -> Any:
 
 
 def load_checkpoint(
-    strategy: BaseStrategy, path: PathLike, *, config: Any = None, map_location: Any = None
+    strategy: BaseStrategy,
+    path: PathLike,
+    *,
+    config: Any = None,
+    map_location: Any = None,
+    n_experiences: Optional[int] = None,
 ) -> int:
     """Restore ``strategy`` from ``path``; return the index of the next experience to train.
 
     Before anything is loaded, the saved configuration is compared with ``config``
     (when given; the fields in :data:`IGNORED_CONFIG_FIELDS` do not count) and the
     saved tensor shapes and plugin kinds with ``strategy``'s: any difference is a
-    :class:`CheckpointError` listing each one (``mem_size: saved 200, now 100``). If
-    the state still does not fit, the strategy is put back as it was before the
-    error is raised. See :func:`read_checkpoint` for ``map_location``.
+    :class:`CheckpointError` listing each one (``mem_size: saved 200, now 100``). A
+    state no run can reach is refused too: an experience counter that is negative or
+    beyond ``n_experiences`` (the stream's length, when given), or a replay memory
+    larger than its ``mem_size``. If the state does not fit, the strategy is put back
+    as it was before the error is raised. See :func:`read_checkpoint` for
+    ``map_location``.
     """
     strategy = _check_strategy(strategy)
     path = _check_path(path)
-    wanted = _normalise_config(config)
+    n_experiences = check_optional_positive_int("n_experiences", n_experiences)
     payload = read_checkpoint(path, map_location=map_location)
+    return restore_checkpoint(strategy, payload, config=config, n_experiences=n_experiences,
+                              source=str(path))
+
+
+def _check_reachable(payload: Mapping[str, Any], n_experiences: Optional[int], source: str) -> None:
+    """Refuse counters no run can produce (before anything is loaded)."""
+    def refuse(what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {source!r} holds a state no run can reach ({what}) "
+                               "and was refused")
+
+    nxt = payload["next_experience"]
+    if not isinstance(nxt, int) or isinstance(nxt, bool) or nxt < 0:
+        raise refuse(f"next_experience must be a non-negative int, got {nxt!r}")
+    if n_experiences is not None and nxt > n_experiences:
+        raise refuse(f"{nxt} experiences trained, but the stream has {n_experiences}")
+    state = payload["strategy"]
+    clock = state.get("clock") if isinstance(state, dict) else None
+    if not isinstance(clock, dict):
+        raise refuse(f"the strategy's clock must be a dict, got {type(clock).__name__}")
+    for key, value in clock.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise refuse(f"clock.{key} must be a non-negative int, got {value!r}")
+    if clock.get("train_exp_counter") != nxt:
+        raise refuse(f"clock.train_exp_counter {clock.get('train_exp_counter')!r} differs from "
+                     f"next_experience {nxt}")
+
+
+def _oversized_memory(strategy: BaseStrategy) -> Optional[str]:
+    for i, plugin in enumerate(strategy.plugins):
+        ext_mem, mem_size = getattr(plugin, "ext_mem", None), getattr(plugin, "mem_size", None)
+        if isinstance(ext_mem, dict) and isinstance(mem_size, int):
+            size = sum(len(group) for group in ext_mem.values())
+            if size > mem_size:
+                return (f"plugins[{i}] ({type(plugin).__name__}) holds a memory of {size} samples, "
+                        f"more than its mem_size {mem_size}")
+    return None
+
+
+def check_checkpoint(
+    payload: Mapping[str, Any],
+    *,
+    config: Any = None,
+    n_experiences: Optional[int] = None,
+    source: str = "checkpoint",
+    structure: Optional[Mapping[str, Any]] = None,
+) -> None:
+    """The checks :func:`restore_checkpoint` makes before loading anything, for a caller
+    that wants to know before it builds a strategy: the configuration (and, when given,
+    the ``structure`` of :func:`describe_strategy`) match, the counters are reachable."""
+    wanted = _normalise_config(config)
     differences: List[str] = []
     if wanted is not None:
         if payload["config"] is None:
             raise CheckpointError(
-                f"checkpoint {str(path)!r} was saved without a configuration, so it cannot be "
+                f"checkpoint {source!r} was saved without a configuration, so it cannot be "
                 "matched with this run's; load it without config= or start afresh"
             )
         differences += _differences(payload["config"], wanted)
-    differences += _differences(payload["structure"], describe_strategy(strategy))
+    if structure is not None:
+        differences += _differences(payload["structure"], structure)
     if differences:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} belongs to a different configuration and was refused: "
+            f"checkpoint {source!r} belongs to a different configuration and was refused: "
             + "; ".join(differences)
             + " (use another checkpoint folder, or remove the file, to start afresh)"
         )
+    _check_reachable(payload, n_experiences, source)
+
+
+def restore_checkpoint(
+    strategy: BaseStrategy,
+    payload: Mapping[str, Any],
+    *,
+    config: Any = None,
+    n_experiences: Optional[int] = None,
+    source: str = "checkpoint",
+) -> int:
+    """Load a payload returned by :func:`read_checkpoint` into ``strategy`` (with every
+    check of :func:`load_checkpoint`); return the index of the next experience."""
+    strategy = _check_strategy(strategy)
+    check_checkpoint(payload, config=config, n_experiences=n_experiences, source=source,
+                     structure=describe_strategy(strategy))
     backup = _clone(strategy.state_dict())
     try:
         strategy.load_state_dict(payload["strategy"])
     except Exception as err:
         strategy.load_state_dict(backup)
         raise CheckpointError(
-            f"checkpoint {str(path)!r} does not fit this strategy ({type(err).__name__}: {err}); "
+            f"checkpoint {source!r} does not fit this strategy ({type(err).__name__}: {err}); "
             "the strategy was left as it was"
         ) from err
+    oversized = _oversized_memory(strategy)
+    if oversized:
+        strategy.load_state_dict(backup)
+        raise CheckpointError(
+            f"checkpoint {source!r} holds a state no run can reach ({oversized}) and was refused; "
+            "the strategy was left as it was"
+        )
     return strategy.clock.train_exp_counter
 
 
@@ -392,16 +561,19 @@ class CheckpointEvery(StrategyPlugin):
     --checkpoint-every N``).
     """
 
-    def __init__(self, path: PathLike, every: int, *, config: Any = None) -> None:
+    def __init__(self, path: PathLike, every: int, *, config: Any = None,
+                 metadata: Optional[Callable[[BaseStrategy], dict]] = None) -> None:
         from clreplay._validation import check_positive_int
 
         self.path = _check_path(path)
         self.every = check_positive_int("every", every)
         self.config = config
+        self.metadata = metadata  # metadata(strategy): plain data saved with each checkpoint
 
     def after_training_iteration(self, strategy, **kwargs) -> None:
         if strategy.clock.train_exp_iterations % self.every == 0:
-            save_checkpoint(strategy, self.path, config=self.config)
+            metadata = None if self.metadata is None else self.metadata(strategy)
+            save_checkpoint(strategy, self.path, config=self.config, metadata=metadata)
 
 
 def checkpoint_path(folder: PathLike) -> Path:
@@ -411,11 +583,17 @@ def checkpoint_path(folder: PathLike) -> Path:
     return Path(folder) / CHECKPOINT_FILENAME
 
 
-def resume_if_saved(strategy: BaseStrategy, folder: Optional[PathLike], *, config: Any = None) -> int:
+def resume_if_saved(
+    strategy: BaseStrategy,
+    folder: Optional[PathLike],
+    *,
+    config: Any = None,
+    n_experiences: Optional[int] = None,
+) -> int:
     """Load the checkpoint in ``folder`` if there is one: the next experience's index, else 0."""
     if folder is None:
         return 0
     path = checkpoint_path(folder)
     if not path.exists():
         return 0
-    return load_checkpoint(strategy, path, config=config)
+    return load_checkpoint(strategy, path, config=config, n_experiences=n_experiences)

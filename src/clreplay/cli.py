@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
+from clreplay._validation import check_choice
 from clreplay.benchmarks.registry import list_benchmarks
+from clreplay.locking import FolderLockedError
 from clreplay.models import list_models
 from clreplay.replay.registry import (
     POLICIES,
@@ -17,22 +19,46 @@ from clreplay.replay.registry import (
     list_selections,
 )
 from clreplay.run import RunConfig, run_experiment
+from clreplay.training.guards import NonFiniteLossError
 
 _DEFAULTS = RunConfig()
 _RUN_FIELDS = set(RunConfig.__dataclass_fields__)
 
 
-class _RunHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows RunConfig's default for options whose parser default is SUPPRESS (so that
-    only the flags actually given override a preset)."""
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" only where it informs: not for on/off flags (``--no-replay``
+    would read "default: True") nor for options whose help already says what None
+    means. A run option's parser default is SUPPRESS (only the flags given override a
+    preset): its default is RunConfig's."""
 
-    def _get_help_string(self, action):
+    def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default is argparse.SUPPRESS and action.dest in _RUN_FIELDS \
-                and "%(default)" not in text:
-            default = None if action.dest == "policy" else getattr(_DEFAULTS, action.dest)
-            return text + f" (default: {default})"
-        return super()._get_help_string(action)
+        default = action.default
+        if default is argparse.SUPPRESS and action.dest in _RUN_FIELDS:
+            default = getattr(_DEFAULTS, action.dest)
+        if action.nargs == 0 or default is None or default is argparse.SUPPRESS \
+                or "default" in text:
+            return text
+        return text + f" (default: {default})"
+
+
+def _choice(flag: str, choices) -> Callable[[str], str]:
+    """An argparse ``type`` that refuses an unknown value suggesting the close ones
+    (argparse's own ``choices=`` lists them without a suggestion)."""
+    choices = list(choices)
+
+    def parse(value: str) -> str:
+        try:
+            return check_choice(flag, value, choices)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix(f"{flag} ")) from None
+
+    parse.__name__ = flag.lstrip("-")
+    return parse
+
+
+def _metavar(choices) -> str:
+    return "{" + ",".join(choices) + "}"
 
 
 def _add_run_parser(subparsers) -> None:
@@ -41,7 +67,7 @@ def _add_run_parser(subparsers) -> None:
         help="train with replay on a benchmark and report accuracies",
         description="Train a model (MLP, CNN or ResNet-18) on a class-incremental benchmark with a replay memory, "
         "evaluating the whole test stream after every experience.",
-        formatter_class=_RunHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--preset", default=None, metavar="NAME",
                    help="start from the settings of a shipped preset (list them with "
@@ -49,52 +75,64 @@ def _add_run_parser(subparsers) -> None:
     p.add_argument("--config", default=None, metavar="FILE",
                    help="start from the settings of your own TOML file (RunConfig field "
                    "names as keys, as in a preset); it overrides --preset, flags override it")
-    p.add_argument("--benchmark", default=_DEFAULTS.benchmark, choices=list_benchmarks(),
+    p.add_argument("--benchmark", default=_DEFAULTS.benchmark,
+                   type=_choice("--benchmark", list_benchmarks()), metavar=_metavar(list_benchmarks()),
                    help="benchmark to run; split_fashion_mnist, split_cifar10 and "
                    "split_cifar100 bring their own defaults (see `clreplay presets`)")
     p.add_argument("--data", default=None,
-                   help="data file or folder for file-based benchmarks (split_npz, split_mnist, "
-                   "split_cifar10, split_cifar100: the archive or its folder; split_fashion_mnist: "
-                   "a folder with the four IDX files, by default the one of Debian's "
-                   "dataset-fashion-mnist)")
-    p.add_argument("--model", default=_DEFAULTS.model, choices=list_models(),
+                   help="data file or folder for file-based benchmarks (split_npz: an .npz file; "
+                   "split_mnist: a folder of IDX files; split_cifar10, split_cifar100: the archive "
+                   "or its folder; split_fashion_mnist: a folder with the four IDX files, by "
+                   "default the one of Debian's dataset-fashion-mnist)")
+    p.add_argument("--name", default=None,
+                   help="the benchmark's name in logs, results and plots (default: the "
+                   "benchmark's, and for --data the file's or folder's name)")
+    p.add_argument("--model", default=_DEFAULTS.model, type=_choice("--model", list_models()),
+                   metavar=_metavar(list_models()),
                    help="network: mlp (flattens images), cnn (small CNN) or resnet18 (the "
                    "reduced ResNet-18 of GEM/DER); cnn and resnet18 need an image benchmark")
     p.add_argument("--width", type=int, default=_DEFAULTS.width, metavar="N",
-                   help="resnet18 base filters (None: 20, the reduced network; 64 is full "
-                   "width) or cnn first-layer channels (None: 32)")
+                   help="resnet18 base filters (default 20, the reduced network; 64 is full "
+                   "width) or cnn first-layer channels (default 32)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=_DEFAULTS.augment,
                    help="random crop (4 pixels of zero padding) and horizontal flip of every "
-                   "training batch, on the device; None: on for split_cifar10/100, off otherwise")
+                   "training batch, on the device (default: on for split_cifar10/100, off "
+                   "otherwise)")
     p.add_argument("--n-experiences", type=int, default=_DEFAULTS.n_experiences,
                    help="number of experiences the classes are split into")
     p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help="epochs per experience")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
-                   help="training mini-batch size (current and replayed samples together)")
+                   help="training mini-batch size, current and replayed samples together")
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="SGD learning rate")
     p.add_argument("--momentum", type=float, default=_DEFAULTS.momentum, help="SGD momentum")
     p.add_argument("--hidden", type=int, nargs="+", default=_DEFAULTS.hidden,
                    help="hidden layer sizes of the MLP")
     p.add_argument("--no-replay", dest="replay", action="store_false",
-                   help="plain fine-tuning (Naive) without a memory, as a baseline")
+                   help="plain fine-tuning (Naive) without a memory, as a baseline (replay is on "
+                   "unless this is given)")
     p.add_argument("--mem-size", type=int, default=_DEFAULTS.mem_size,
-                   help="replay memory size (samples)")
-    p.add_argument("--policy", default=None, choices=list_policies(),
-                   help=f"storage policy: {describe_choices(POLICIES)}; None means experience, "
+                   help="replay memory size, in samples")
+    p.add_argument("--policy", default=None, type=_choice("--policy", list_policies()),
+                   metavar=_metavar(list_policies()),
+                   help=f"storage policy: {describe_choices(POLICIES)}; default: experience, "
                    "or reservoir with --online")
-    p.add_argument("--selection", default=_DEFAULTS.selection, choices=list_selections(),
-                   help="exemplar selection for the policies that order their samples "
-                   f"({', '.join(sorted(POLICIES_WITH_SELECTION))}): {describe_choices(SELECTIONS)}")
-    p.add_argument("--groupby", default=None, choices=["class", "experience", "task"],
+    p.add_argument("--selection", default=_DEFAULTS.selection,
+                   type=_choice("--selection", list_selections()), metavar=_metavar(list_selections()),
+                   help="exemplar selection of the policies that order their samples "
+                   f"({', '.join(sorted(POLICIES_WITH_SELECTION))}; refused with the others, which "
+                   f"keep a random subset): {describe_choices(SELECTIONS)}")
+    groups = ["class", "experience", "task"]
+    p.add_argument("--groupby", default=None, type=_choice("--groupby", groups),
+                   metavar=_metavar(groups),
                    help="groups the parametric policy splits the memory evenly over "
-                   "(None: one group)")
+                   "(default: one group)")
     p.add_argument("--online", action="store_true",
                    help="online replay (OnlineReplayPlugin): the memory is updated from every "
                    "mini-batch and replayed from the first experience on; use with --epochs 1 "
                    "for a single pass")
     p.add_argument("--batch-size-mem", type=int, default=None, metavar="N",
                    help="add N memory samples to every mini-batch of --batch-size current "
-                   "samples (None: offline replay balances each batch over experiences; "
+                   "samples (default: offline replay balances each batch over experiences; "
                    "online replay adds --batch-size)")
     p.add_argument("--task-balanced", action="store_true",
                    help="balance the memory part of each mini-batch over task labels")
@@ -104,11 +142,16 @@ def _add_run_parser(subparsers) -> None:
                    "RAM; the files are removed as soon as they are mapped, so no run leaves any)")
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed,
                    help="seed of every random choice (same seed, same numbers)")
-    p.add_argument("--device", default=_DEFAULTS.device, help="torch device, e.g. cpu or cuda")
+    p.add_argument("--device", default=_DEFAULTS.device,
+                   help="torch device, e.g. cpu or cuda (checked before the run starts)")
     p.add_argument("--output", default=None, metavar="DIR",
-                   help="folder to write results.json (and plots) into")
+                   help="folder to write results.json, logs and plots into; it must be empty "
+                   "(or hold this run's files when resuming) unless --overwrite is given")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier run in --output (other files are kept)")
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
-                   help="folder to save a checkpoint after each experience and resume from")
+                   help="folder to save a checkpoint after each experience and resume from; "
+                   "locked while the run lasts")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="also save every N training iterations inside an experience (needs "
                    "--checkpoint-dir); a killed run resumes mid-epoch, exactly")
@@ -120,13 +163,19 @@ def _add_run_parser(subparsers) -> None:
     p.set_defaults(handler=_run)
 
 
+def flag_names(parser: argparse.ArgumentParser) -> dict:
+    """RunConfig field -> the flag that sets it (``mem_size`` -> ``--mem-size``)."""
+    fields = RunConfig.__dataclass_fields__
+    return {action.dest: action.option_strings[-1] for action in parser._actions
+            if action.dest in fields and action.option_strings}
+
+
 def _run(args: argparse.Namespace) -> int:
     from clreplay.presets import resolve_config
 
     given = {k: v for k, v in vars(args).items() if k in _RUN_FIELDS}
     config = resolve_config(given, preset=args.preset, config_file=args.config)
-    config.validate()  # every setting checked before any data is read
-    run_experiment(config)
+    run_experiment(config, names=args.flag_names)  # every setting checked before any data is read
     return 0
 
 
@@ -161,7 +210,7 @@ def _add_report_parser(subparsers) -> None:
         help="print the accuracy table of a results folder and draw its plots again",
         description="Read DIR/results.json (written by `clreplay run --output DIR`), print the "
         "accuracy matrix and the metrics, and render the PNG plots again.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("dir", metavar="DIR", help="results folder (or its results.json)")
     p.add_argument("--plots-dir", default=None, metavar="DIR",
@@ -190,7 +239,7 @@ def _add_compare_parser(subparsers) -> None:
         description="Compare results folders written by `clreplay run --output DIR` (e.g. "
         "replay against --no-replay, herding against random): one table of their metrics "
         "and one plot of their accuracy on seen experiences over the stream.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("dirs", metavar="DIR", nargs="+", help="results folders (or results.json files)")
     p.add_argument("--labels", nargs="+", default=None, metavar="NAME",
@@ -235,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     _add_run_parser(subparsers)
+    run_parser = subparsers.choices["run"]
+    run_parser.set_defaults(flag_names=flag_names(run_parser))
     _add_report_parser(subparsers)
     _add_compare_parser(subparsers)
     _add_presets_parser(subparsers)
@@ -246,9 +297,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FolderLockedError) as err:
+        # Bad input of any kind (CheckpointError is a ValueError): one line, usage's status.
         print(f"clreplay: error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as err:
+        print(f"clreplay: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:
+        print(f"clreplay: {getattr(err, 'message', 'interrupted')}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,181 +1,78 @@
-"""The main job: train a model with replay on a benchmark and report its accuracies."""
+"""The main job: train a model with replay on a benchmark and report its accuracies.
+
+Every check comes before the first step: the configuration, the folders (a flag
+naming a file or a folder that cannot be written), the data, the checkpoint. The
+checkpoint folder and the output folder are locked for the run's lifetime, so a
+second run into either fails at once naming the first one's PID. A resumed run
+cuts its logs back to what its checkpoint covers; a fresh run refuses an output
+folder holding an earlier run's files unless told to overwrite them.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional
+from dataclasses import asdict, replace
+from typing import Callable, List, Mapping, Optional
 
 import torch
 
 from clreplay._seeding import derive_seed
-from clreplay._validation import (
-    check_choice,
-    check_int,
-    check_optional_positive_int,
-    check_positive_float,
-    check_positive_int,
-    check_seed,
-)
 from clreplay.benchmarks.experience import Benchmark
-from clreplay.benchmarks.registry import (
-    IMAGE_BENCHMARKS,
-    data_path_usage,
-    get_benchmark,
-    list_benchmarks,
-    needs_data_path,
+from clreplay.benchmarks.registry import data_path_usage, get_benchmark, needs_data_path
+from clreplay.checkpoint import (
+    CheckpointEvery,
+    check_checkpoint,
+    checkpoint_path,
+    read_checkpoint,
+    remove_stale_temporaries,
+    restore_checkpoint,
+    save_checkpoint,
 )
-from clreplay.checkpoint import CheckpointEvery, checkpoint_path, resume_if_saved, save_checkpoint
 from clreplay.data.augment import standard_augmentation
 from clreplay.evaluation.evaluator import EvaluationPlugin
 from clreplay.evaluation.loggers import default_loggers
+from clreplay.evaluation.metrics import accuracy_on_seen
 from clreplay.evaluation.plots import render_plots
 from clreplay.evaluation.reports import format_experience_stats, format_matrix, format_metrics
 from clreplay.evaluation.results import FORMAT_VERSION, write_results
-from clreplay.models import IMAGE_MODELS, feature_layer_name, list_models, make_model
+from clreplay.locking import lock_folder
+from clreplay.models import feature_layer_name, make_model
 from clreplay.replay.online import OnlineReplayPlugin
-from clreplay.replay.policies.parametric import GROUPBY
 from clreplay.replay.plugin import ReplayPlugin
 from clreplay.replay.registry import (
     POLICIES_WITH_SELECTION,
-    POLICY_OPTIONS,
-    list_policies,
-    list_selections,
     make_selection_strategy,
     make_storage_policy,
 )
+from clreplay.run_config import RunConfig, renamed
 from clreplay.training.augmentation import AugmentationPlugin
+from clreplay.training.guards import NonFiniteLossGuard
 from clreplay.training.strategy import BaseStrategy, Naive
+from clreplay.workspace import check_folder, log_sizes, prepare_output
+
+__all__ = ["RunConfig", "RunInterrupted", "build_benchmark", "build_replay_plugin",
+           "build_strategy", "format_matrix", "run_experiment"]
 
 
-@dataclass
-class RunConfig:
-    """Everything that defines a run (saved with its results and checkpoints)."""
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``message`` says what was saved and how to resume."""
 
-    benchmark: str = "split_digits"
-    data: Optional[str] = None  # file or folder, for file-based benchmarks
-    n_experiences: int = 5
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 0.05
-    momentum: float = 0.9
-    hidden: List[int] = field(default_factory=lambda: [256])
-    replay: bool = True
-    mem_size: int = 200
-    policy: Optional[str] = "experience"  # None: reservoir when online, else experience
-    selection: str = "random"
-    seed: int = 0
-    device: str = "cpu"
-    output: Optional[str] = None
-    checkpoint_dir: Optional[str] = None
-    checkpoint_every: Optional[int] = None  # iterations between checkpoints inside an experience
-    # Replay beyond the seed API: parametric grouping, online replay, batch options, memmap.
-    groupby: Optional[str] = None  # parametric policy: None (one group), class, experience, task
-    online: bool = False  # OnlineReplayPlugin: memory updated from every mini-batch
-    batch_size_mem: Optional[int] = None
-    task_balanced: bool = False
-    memmap_dir: Optional[str] = None  # keep the memory in memory-mapped files there
-    # Models and augmentation (image benchmarks keep uint8 images; models normalise them).
-    model: str = "mlp"  # mlp, cnn, resnet18
-    width: Optional[int] = None  # resnet18 base filters (default 20) or cnn channels (32)
-    augment: Optional[bool] = None  # crop + flip; None: on for split_cifar10/100, else off
-
-    def validate(self) -> "RunConfig":
-        check_choice("benchmark", self.benchmark, list_benchmarks())
-        self._validate_model_options()
-        if needs_data_path(self.benchmark) and not self.data:
-            raise ValueError(f"data must name a file or folder for benchmark {self.benchmark!r}, got None")
-        check_positive_int("n_experiences", self.n_experiences)
-        check_int("epochs", self.epochs, minimum=0)
-        check_positive_int("batch_size", self.batch_size)
-        check_positive_float("lr", self.lr)
-        if not isinstance(self.momentum, (int, float)) or isinstance(self.momentum, bool):
-            raise TypeError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
-        if not isinstance(self.hidden, (list, tuple)):
-            raise TypeError(f"hidden must be a list of layer sizes, got {self.hidden!r}")
-        for h in self.hidden:
-            check_positive_int("hidden", h)
-        if not isinstance(self.replay, bool):
-            raise TypeError(f"replay must be a bool, got {self.replay!r}")
-        check_optional_positive_int("checkpoint_every", self.checkpoint_every)
-        if self.checkpoint_every is not None and not self.checkpoint_dir:
-            raise ValueError(
-                f"checkpoint_every needs checkpoint_dir, got checkpoint_every={self.checkpoint_every} "
-                "without a checkpoint folder"
-            )
-        for name in ("data", "output", "checkpoint_dir"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, (str, os.PathLike)):
-                raise TypeError(f"{name} must be a path or None, got {value!r}")
-        check_positive_int("mem_size", self.mem_size)
-        self._validate_replay_options()
-        check_choice("policy", self.policy, list_policies())
-        check_choice("selection", self.selection, list_selections())
-        check_seed("seed", self.seed)
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"device must name a torch device, got {self.device!r}") from err
-        return self
-
-    def _validate_model_options(self) -> None:
-        check_choice("model", self.model, list_models())
-        image = self.benchmark in IMAGE_BENCHMARKS
-        if self.model in IMAGE_MODELS and not image:
-            raise ValueError(
-                f"model {self.model!r} needs an image benchmark ({', '.join(IMAGE_BENCHMARKS)}), "
-                f"got benchmark {self.benchmark!r}, whose samples are flat vectors"
-            )
-        if self.width is not None:
-            check_positive_int("width", self.width)
-            if self.model not in IMAGE_MODELS:
-                raise ValueError(f"width applies to models {', '.join(IMAGE_MODELS)}, got "
-                                 f"width={self.width} with model {self.model!r} (use hidden)")
-        if self.augment is not None and not isinstance(self.augment, bool):
-            raise TypeError(f"augment must be a bool or None, got {self.augment!r}")
-        if self.augment and not image:
-            raise ValueError(f"augment needs an image benchmark ({', '.join(IMAGE_BENCHMARKS)}), "
-                             f"got benchmark {self.benchmark!r}")
-
-    @property
-    def augments(self) -> bool:
-        """Whether training batches are augmented (``augment``, or by default on the
-        CIFAR benchmarks only)."""
-        if self.augment is None:
-            return self.benchmark in ("split_cifar10", "split_cifar100")
-        return self.augment
-
-    def _validate_replay_options(self) -> None:
-        for name in ("online", "task_balanced"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        if self.policy is None:
-            self.policy = "reservoir" if self.online else "experience"
-        check_optional_positive_int("batch_size_mem", self.batch_size_mem)
-        if self.online and not self.replay:
-            raise ValueError("online must be False without replay, got online=True with replay=False")
-        if self.online and self.task_balanced:
-            raise ValueError("task_balanced applies to offline replay, got task_balanced=True with online=True")
-        if self.groupby is not None:
-            check_choice("groupby", self.groupby, [g for g in GROUPBY if g is not None])
-        if self.memmap_dir is not None and not isinstance(self.memmap_dir, (str, os.PathLike)):
-            raise TypeError(f"memmap_dir must be a path or None, got {self.memmap_dir!r}")
-        for name in ("groupby", "memmap_dir"):
-            if getattr(self, name) is not None and name not in POLICY_OPTIONS.get(self.policy, ()):
-                takers = sorted(p for p, keys in POLICY_OPTIONS.items() if name in keys)
-                raise ValueError(
-                    f"{name} needs policy {' or '.join(repr(p) for p in takers)}, "
-                    f"got {name}={getattr(self, name)!r} with policy {self.policy!r}"
-                )
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def build_benchmark(config: RunConfig) -> Benchmark:
+    """The benchmark of ``config``, named ``config.name`` when set (file-based benchmarks
+    are otherwise named after their data)."""
     usage = data_path_usage(config.benchmark)
     args = (config.data,) if usage == "required" or (usage == "optional" and config.data) else ()
-    return get_benchmark(config.benchmark, *args, n_experiences=config.n_experiences, seed=config.seed)
+    bench = get_benchmark(config.benchmark, *args, n_experiences=config.n_experiences, seed=config.seed)
+    if config.name is not None:
+        bench.name = config.name
+    return bench
 
 
 def build_replay_plugin(config: RunConfig, model: torch.nn.Module) -> ReplayPlugin | OnlineReplayPlugin:
@@ -192,7 +89,14 @@ def build_replay_plugin(config: RunConfig, model: torch.nn.Module) -> ReplayPlug
                         task_balanced=config.task_balanced)
 
 
-def build_strategy(config: RunConfig, benchmark: Benchmark) -> BaseStrategy:
+def build_strategy(config: RunConfig, benchmark: Benchmark, *,
+                   append_logs: Optional[bool] = None) -> BaseStrategy:
+    """The run's strategy: model, SGD, replay plugin, augmentation, guard, periodic
+    checkpoints and the evaluator with its loggers.
+
+    ``append_logs`` continues the log files in ``config.output`` (a resumed run); None
+    appends when ``config.checkpoint_dir`` holds a checkpoint.
+    """
     model = make_model(config.model, benchmark.input_shape or (benchmark.n_features,),
                        benchmark.n_classes, seed=config.seed, hidden=config.hidden,
                        width=config.width, mean=benchmark.mean, std=benchmark.std)
@@ -201,13 +105,15 @@ def build_strategy(config: RunConfig, benchmark: Benchmark) -> BaseStrategy:
     if config.augments:
         # Crop and flip on the device, current and replayed samples alike.
         plugins.append(AugmentationPlugin(standard_augmentation(seed=derive_seed(config.seed, "augment"))))
+    # Always on, before the evaluator: a NaN loss stops the run instead of ending it at chance.
+    plugins.append(NonFiniteLossGuard())
     if config.checkpoint_every:
         # After the plugins whose state it saves (the evaluator comes last).
         plugins.append(CheckpointEvery(checkpoint_path(config.checkpoint_dir), config.checkpoint_every,
-                                       config=config))
-    # A run resumed from a checkpoint continues its logs instead of truncating them.
-    resuming = bool(config.checkpoint_dir) and checkpoint_path(config.checkpoint_dir).exists()
-    loggers = default_loggers(config.output, append=resuming)
+                                       config=config, metadata=lambda s: _metadata(s, config)))
+    if append_logs is None:
+        append_logs = bool(config.checkpoint_dir) and checkpoint_path(config.checkpoint_dir).exists()
+    loggers = default_loggers(config.output, append=append_logs)
     return Naive(
         model,
         optimizer,
@@ -221,48 +127,140 @@ def build_strategy(config: RunConfig, benchmark: Benchmark) -> BaseStrategy:
     )
 
 
-def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> dict:
+def _check_folders(config: RunConfig, n: Callable[[str], str]) -> None:
+    """Every folder flag names a folder this process can write into; data exists."""
+    for name in ("checkpoint_dir", "output", "memmap_dir"):
+        if getattr(config, name) is not None:
+            check_folder(getattr(config, name), n(name))
+    if needs_data_path(config.benchmark) and not os.path.exists(config.data):
+        raise FileNotFoundError(f"{n('data')} must name an existing file or folder, got {config.data!r}")
+
+
+def _locks(config: RunConfig, n: Callable[[str], str]) -> contextlib.ExitStack:
+    stack = contextlib.ExitStack()
+    held = set()
+    for name in ("checkpoint_dir", "output"):
+        folder = getattr(config, name)
+        if folder is not None and os.path.realpath(folder) not in held:
+            held.add(os.path.realpath(folder))
+            stack.enter_context(lock_folder(folder, what=n(name)))
+    return stack
+
+
+def _build_benchmark(config: RunConfig, names) -> Benchmark:
+    try:
+        return build_benchmark(config)
+    except (ValueError, TypeError) as err:
+        raise renamed(err, names) from None
+
+
+def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print,
+                   names: Optional[Mapping[str, str]] = None) -> dict:
     """Train on every experience of the benchmark, evaluating the whole test stream after each.
 
     Returns the results: the configuration, the accuracy matrix ``R[i][j]`` (accuracy
-    on experience ``j`` after training on experience ``i``), the final average
-    accuracy and timings. Writes ``results.json`` into ``config.output`` if set.
+    on experience ``j`` after training on experience ``i``, None where the test
+    experience has no sample), the final average accuracy and timings. Writes
+    ``results.json`` into ``config.output`` if set. ``names`` maps configuration
+    fields to the names errors should use (the command line's flags). Ctrl-C raises
+    :class:`RunInterrupted` saying what the checkpoint holds.
     """
-    config.validate()
-    benchmark = build_benchmark(config)
-    strategy = build_strategy(config, benchmark)
-    log(
-        f"clreplay: {benchmark.name}, {benchmark.n_experiences} experiences, "
-        f"{'replay mem_size=' + str(config.mem_size) + ' policy=' + config.policy if config.replay else 'no replay'}, "
-        f"model {config.model}{', augmented' if config.augments else ''}, seed={config.seed}"
-    )
-    # Before reading the evaluator: loading replaces its history with the saved one.
-    start = resume_if_saved(strategy, config.checkpoint_dir, config=config)
-    if start or strategy.resumes_inside_experience:
+    n = lambda field_name: (names or {}).get(field_name, field_name)  # noqa: E731
+    config.validate(names=names)
+    _check_folders(config, n)
+    with _locks(config, n):
+        return _run_locked(config, log, names, n)
+
+
+def _run_locked(config: RunConfig, log, names, n) -> dict:
+    benchmark = _build_benchmark(config, names)
+    saved_path = checkpoint_path(config.checkpoint_dir) if config.checkpoint_dir else None
+    if saved_path is not None:
+        remove_stale_temporaries(saved_path)  # of saves killed mid-write
+    payload = read_checkpoint(saved_path) if saved_path is not None and saved_path.exists() else None
+    if payload is not None:  # refused before the output folder is touched
+        check_checkpoint(payload, config=config, n_experiences=benchmark.n_experiences,
+                         source=str(saved_path))
+    append = False
+    if config.output is not None:
+        append = prepare_output(config.output, flag=n("output"), overwrite=config.overwrite,
+                                saved=None if payload is None else payload["metadata"],
+                                overwrite_flag=n("overwrite") + ("=True" if not names else ""))
+    if saved_path is not None and payload is None:
+        # The untrained state, saved before the loggers create any file: a run killed
+        # before its first experience ends resumes here, and the files it left in the
+        # output folder are known to be its own (the checkpoint names the folder).
+        untrained = build_strategy(replace(config, output=None), benchmark, append_logs=False)
+        _save(untrained, saved_path, config, logs={})
+        del untrained
+    strategy = build_strategy(config, benchmark, append_logs=append)
+    evaluator = strategy.evaluator
+    try:
+        return _train(config, benchmark, strategy, payload, saved_path, log)
+    finally:
+        evaluator.close()
+
+
+def _metadata(strategy: BaseStrategy, config: RunConfig, logs: Optional[dict] = None) -> dict:
+    """Where the run's log files end (for a resume to cut them; ``logs`` given: those sizes)."""
+    if config.output is None:
+        return {"output": None, "logs": {}}
+    if logs is None:
+        strategy.evaluator.flush()
+        logs = log_sizes(config.output)
+    return {"output": os.path.abspath(config.output), "logs": logs}
+
+
+def _save(strategy: BaseStrategy, path, config: RunConfig, *, logs: Optional[dict] = None) -> None:
+    """Save a checkpoint recording where the run's log files end."""
+    save_checkpoint(strategy, path, config=config, metadata=_metadata(strategy, config, logs))
+
+
+def _train(config, benchmark, strategy, payload, saved_path, log) -> dict:
+    replay = (f"replay mem_size={config.mem_size} policy={config.policy}" if config.replay
+              else "no replay")
+    log(f"clreplay: {benchmark.name}, {benchmark.n_experiences} experiences, {replay}, "
+        f"model {config.model}{', augmented' if config.augments else ''}, seed={config.seed}")
+    if benchmark.original_labels is not None:
+        log(f"labels mapped to 0..{benchmark.n_classes - 1}: class c is label "
+            f"original_labels[c] of the data, {benchmark.original_labels}")
+    start = 0
+    if payload is not None:
+        # Before reading the evaluator: loading replaces its history with the saved one.
+        start = restore_checkpoint(strategy, payload, config=config,
+                                   n_experiences=benchmark.n_experiences, source=str(saved_path))
         inside = (f", experience {start + 1} from iteration {strategy.clock.train_exp_iterations + 1}"
                   if strategy.resumes_inside_experience else "")
-        log(
-            f"resumed from {checkpoint_path(config.checkpoint_dir)}: "
-            f"{start} of {benchmark.n_experiences} experiences already trained{inside}"
-        )
+        log(f"resumed from {saved_path}: {start} of {benchmark.n_experiences} experiences "
+            f"already trained{inside}")
     evaluator = strategy.evaluator
     evaluator.emit("run_start", {"benchmark": benchmark.name, "n_experiences": benchmark.n_experiences,
                                  "start": start, "config": asdict(config)})
-    matrix = strategy.evaluator.accuracy_matrix
+    matrix = evaluator.accuracy_matrix
     started = time.perf_counter()
-    for experience in benchmark.train_stream[start:]:
-        t0 = time.perf_counter()
-        strategy.train(experience)
-        if config.checkpoint_dir:
-            save_checkpoint(strategy, checkpoint_path(config.checkpoint_dir), config=config)
-        row = matrix[-1]
-        seen = row[: experience.current_experience + 1]
-        log(
-            f"experience {experience.current_experience + 1}/{benchmark.n_experiences} "
-            f"classes {experience.classes_in_this_experience}: "
-            f"accuracy on seen {sum(seen) / len(seen):.3f}, "
-            f"{format_experience_stats(evaluator.last_record)} ({time.perf_counter() - t0:.1f}s)"
-        )
+    done = start
+    try:
+        for experience in benchmark.train_stream[start:]:
+            t0 = time.perf_counter()
+            strategy.train(experience)
+            if saved_path is not None:
+                _save(strategy, saved_path, config)
+            done += 1
+            seen = accuracy_on_seen(matrix)[-1]  # None: no test sample among the seen experiences
+            log(
+                f"experience {experience.current_experience + 1}/{benchmark.n_experiences} "
+                f"classes {experience.classes_in_this_experience}: "
+                f"accuracy on seen {'n/a' if seen is None else format(seen, '.3f')}, "
+                f"{format_experience_stats(evaluator.last_record)} ({time.perf_counter() - t0:.1f}s)"
+            )
+    except KeyboardInterrupt:
+        where = f"interrupted during experience {done + 1} of {benchmark.n_experiences}"
+        if saved_path is None:
+            raise RunInterrupted(f"{where}; nothing was saved (no checkpoint folder)") from None
+        held = (f"the {done} finished experience(s)" if not config.checkpoint_every else
+                f"the run up to its last save (every {config.checkpoint_every} iterations)")
+        raise RunInterrupted(f"{where}; {saved_path} holds {held}: "
+                             "run the same command to resume") from None
     results = {
         "format_version": FORMAT_VERSION,
         "config": asdict(config),
@@ -271,6 +269,8 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> 
             "n_experiences": benchmark.n_experiences,
             "class_order": list(benchmark.class_order),
             "classes": [list(e.classes_in_this_experience) for e in benchmark.train_stream],
+            # original_labels[c]: class c's label in the data, when the loader remapped them.
+            "original_labels": benchmark.original_labels,
         },
         **evaluator.report(),
     }
@@ -280,10 +280,10 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> 
                "backward_transfer", "forward_transfer")
     evaluator.emit("run_end", {**{key: results[key] for key in metrics},
                                "total_s": results["timing"]["total_s"]})
-    evaluator.close()
     log("\n" + format_matrix(matrix))
     log("\n" + format_metrics(results))
     if config.output:
+        evaluator.close()  # complete log files before results.json says the run is done
         path = write_results(results, config.output)
         plots = render_plots(results, config.output)
         log(f"results written to {path}; plots: {', '.join(p.name for p in plots)}")

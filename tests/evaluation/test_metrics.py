@@ -109,7 +109,7 @@ def test_bad_matrices_are_refused_with_a_clear_message():
         forgetting([[0.5, 0.5], [0.5]])
     with pytest.raises(ValueError, match="matrix must have no more rows than columns, got 2 rows and 1 columns"):
         backward_transfer([[0.5], [0.5]])
-    with pytest.raises(TypeError, match="matrix entries must be real numbers, got 'x' in row 0"):
+    with pytest.raises(TypeError, match="matrix entries must be real numbers or None, got 'x' in row 0"):
         average_accuracy([["x"]])
     with pytest.raises(TypeError, match="matrix must be a sequence of rows, got int"):
         average_accuracy(3)

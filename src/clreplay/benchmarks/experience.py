@@ -44,6 +44,8 @@ class Benchmark:
     ``(C, H, W)`` for images (kept as ``uint8``); ``mean`` and ``std`` are the
     per-channel statistics an image model normalises with (in [0, 1] units), None
     for flat benchmarks.
+    ``original_labels[c]`` is the label class ``c`` had in the data when a loader
+    mapped sparse or 1-based labels to ``0..C-1``; None when labels were kept.
     """
 
     train_stream: List[Experience]
@@ -54,6 +56,7 @@ class Benchmark:
     input_shape: Tuple[int, ...] = ()
     mean: Optional[Tuple[float, ...]] = None
     std: Optional[Tuple[float, ...]] = None
+    original_labels: Optional[List[int]] = None
 
     @property
     def is_image(self) -> bool:

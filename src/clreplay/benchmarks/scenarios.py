@@ -9,6 +9,7 @@ import torch
 
 from clreplay._seeding import make_generator
 from clreplay._validation import check_positive_int, check_seed
+from clreplay.benchmarks.checks import check_finite, check_labels
 from clreplay.benchmarks.experience import Benchmark, Experience
 from clreplay.data.dataset import ClassificationDataset
 
@@ -20,6 +21,13 @@ def _as_classification_dataset(name: str, data) -> ClassificationDataset:
         return ClassificationDataset.from_dataset(data)
     raise TypeError(f"{name} must be a ClassificationDataset or a Dataset with targets, "
                     f"got {type(data).__name__}")
+
+
+def _check_data(split: str, data: ClassificationDataset) -> None:
+    """Non-negative labels and finite samples (tensor-backed data), before any training."""
+    check_labels(data.targets, split=split)
+    if data.is_tensor_backed and data.storage.dtype.is_floating_point:
+        check_finite(data.storage if data.is_compact else data.storage[data.indices], split=split)
 
 
 def _resolve_class_order(classes: List[int], class_order, seed) -> List[int]:
@@ -100,6 +108,8 @@ def class_incremental(
         raise TypeError(f"task_labels must be a bool, got {task_labels!r}")
     if len(train) == 0:
         raise ValueError("train must hold at least one sample, got an empty dataset")
+    for split, data in (("train", train), ("test", test)):
+        _check_data(split, data)
     classes = sorted(torch.unique(train.targets).tolist())
     unknown = sorted(set(torch.unique(test.targets).tolist()) - set(classes))
     if unknown:

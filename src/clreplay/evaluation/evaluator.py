@@ -59,6 +59,12 @@ def memory_composition(strategy) -> dict:
     }
 
 
+def _defined(accuracy: float) -> Optional[float]:
+    """An experience's accuracy, None where undefined (``strategy.eval`` gives NaN for a
+    test experience with no samples), so the matrix, the logs and results.json agree."""
+    return None if accuracy != accuracy else accuracy
+
+
 def _add_counts(total: Optional[torch.Tensor], counts: torch.Tensor) -> torch.Tensor:
     if total is None:
         return counts
@@ -163,6 +169,11 @@ class EvaluationPlugin(StrategyPlugin):
         for logger in self.loggers:
             logger.log(event, record)
 
+    def flush(self) -> None:
+        """Push every logger's records to its files."""
+        for logger in self.loggers:
+            logger.flush()
+
     def close(self) -> None:
         """Close every logger (their files are complete afterwards)."""
         for logger in self.loggers:
@@ -173,7 +184,8 @@ class EvaluationPlugin(StrategyPlugin):
         if (self.test_stream and self.initial_eval and self.initial_accuracy is None
                 and strategy.clock.train_exp_counter == 0):
             accuracies, task_accuracies = self._evaluate(strategy)
-            self.initial_accuracy = [accuracies[e.current_experience] for e in self.test_stream]
+            self.initial_accuracy = [_defined(accuracies[e.current_experience])
+                                     for e in self.test_stream]
             self.initial_task_accuracy = task_accuracies
         self._reset_experience()
         self._in_experience = True
@@ -242,7 +254,8 @@ class EvaluationPlugin(StrategyPlugin):
                 accuracies, task_accuracies = self._evaluate(strategy)
             finally:
                 self._collect_classes = False
-            self.accuracy_matrix.append([accuracies[e.current_experience] for e in self.test_stream])
+            self.accuracy_matrix.append([_defined(accuracies[e.current_experience])
+                                         for e in self.test_stream])
             self.task_accuracy_matrix.append(task_accuracies)
             correct = [] if self._class_correct is None else self._class_correct.tolist()
             total = [] if self._class_total is None else self._class_total.tolist()
@@ -266,7 +279,7 @@ class EvaluationPlugin(StrategyPlugin):
         task = []
         for e in self.test_stream:
             n = len(e.dataset)
-            task.append(counts.get(e.current_experience, 0) / n if n else float("nan"))
+            task.append(counts.get(e.current_experience, 0) / n if n else None)  # None: undefined
         return accuracies, task
 
     def _classes_of(self, experience: Experience, device: torch.device) -> torch.Tensor:
@@ -291,24 +304,26 @@ class EvaluationPlugin(StrategyPlugin):
             return
         y, output = strategy.mb_y, strategy.mb_output
         hit = output.argmax(dim=1) == y
-        n = output.shape[1]
-        # Counted on the device; read once per evaluation.
-        self._class_total = _add_counts(self._class_total, torch.bincount(y, minlength=n))
-        self._class_correct = _add_counts(self._class_correct, torch.bincount(y[hit], minlength=n))
+        # Counted on the device; read once per evaluation. Both counts get the same length,
+        # even for a label beyond the model's outputs that is never predicted.
+        total = torch.bincount(y, minlength=output.shape[1])
+        self._class_total = _add_counts(self._class_total, total)
+        self._class_correct = _add_counts(self._class_correct,
+                                          torch.bincount(y[hit], minlength=len(total)))
 
     # ---------------------------------------------------------------- results
     def _experience_record(self, experience: Experience) -> dict:
         i = len(self.train_loss) - 1
         row = self.accuracy_matrix[i] if self.accuracy_matrix else []
-        seen = row[: len(self.accuracy_matrix)]
+        seen = [a for a in row[: len(self.accuracy_matrix)] if a is not None]
         task_row = self.task_accuracy_matrix[i] if self.task_accuracy_matrix else []
-        task_seen = task_row[: len(self.task_accuracy_matrix)]
+        task_seen = [a for a in task_row[: len(self.task_accuracy_matrix)] if a is not None]
         seconds = self.train_time_s[i]
         return {
             "experience": experience.current_experience,
             "classes": list(experience.classes_in_this_experience),
             "accuracy": list(row),
-            "accuracy_on_seen": sum(seen) / len(seen) if seen else None,
+            "accuracy_on_seen": sum(seen) / len(seen) if seen else None,  # None: undefined
             "task_accuracy": list(task_row),
             "task_accuracy_on_seen": sum(task_seen) / len(task_seen) if task_seen else None,
             "class_accuracy": list(self.class_accuracy[i]),

@@ -46,6 +46,9 @@ class Logger(ABC):
     def on_iteration(self, strategy) -> None:
         """Called after every training iteration (only for loggers that override it)."""
 
+    def flush(self) -> None:
+        """Push what was logged to its files (a checkpoint records their sizes)."""
+
     def close(self) -> None:
         """Release files; the logger is not used afterwards."""
 
@@ -152,13 +155,17 @@ class TextLogger(Logger):
                     f"loss {_fmt(r['loss'], '.4f')}, {r['samples_per_s']:.0f} samples/s, "
                     f"{r['seconds']:.2f} s")
         if event == "experience_end":
-            row = " ".join(f"{a:.3f}" for a in r["accuracy"])
+            row = " ".join(_fmt(a, ".3f") for a in r["accuracy"])
             return (f"experience {r['experience']} done: accuracy [{row}], on seen "
-                    f"{r['accuracy_on_seen']:.4f}; train loss {_fmt(r['train_loss'], '.4f')}, "
+                    f"{_fmt(r['accuracy_on_seen'], '.4f')}; train loss {_fmt(r['train_loss'], '.4f')}, "
                     f"{r['samples_per_s']:.0f} samples/s; memory {r['memory']['size']} samples")
         if event in ("run_start", "run_end"):
             return f"{event.replace('_', ' ')}: {json.dumps(jsonable(r), sort_keys=True)}"
         return None
+
+    def flush(self) -> None:
+        if not self._stream.closed:
+            self._stream.flush()
 
     def close(self) -> None:
         if self._owned:
@@ -177,6 +184,10 @@ class JSONLinesLogger(Logger):
     def log(self, event: str, record: dict) -> None:
         line = json.dumps(jsonable({"event": event, "time": time.time(), **record}), allow_nan=False)
         self._stream.write(line + "\n")
+
+    def flush(self) -> None:
+        if not self._stream.closed:
+            self._stream.flush()
 
     def close(self) -> None:
         if self._owned:
@@ -219,6 +230,10 @@ class CSVLogger(Logger):
             row = {**record, **accuracy, "memory_size": record["memory"]["size"]}
             self._writer("experiences.csv", columns).writerow(row)
 
+    def flush(self) -> None:
+        for stream, _ in self._files.values():
+            stream.flush()
+
     def close(self) -> None:
         for stream, _ in self._files.values():
             stream.close()
@@ -254,13 +269,18 @@ class TensorBoardLogger(Logger):
             add("train/samples_per_s", record["samples_per_s"], step)
         elif event == "experience_end":
             step = record["experience"]
-            add("eval/accuracy_on_seen", record["accuracy_on_seen"], step)
+            if record["accuracy_on_seen"] is not None:
+                add("eval/accuracy_on_seen", record["accuracy_on_seen"], step)
             for j, accuracy in enumerate(record["accuracy"]):
-                add(f"eval/accuracy/exp{j}", accuracy, step)
+                if accuracy is not None:  # undefined: a test experience with no samples
+                    add(f"eval/accuracy/exp{j}", accuracy, step)
             if record["train_loss"] is not None:
                 add("train/experience_loss", record["train_loss"], step)
             add("memory/size", record["memory"]["size"], step)
             self.writer.flush()
+
+    def flush(self) -> None:
+        self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()

@@ -7,25 +7,39 @@ over the whole stream has ``T`` equal to the number of columns), the metrics
 below follow the definitions of Lopez-Paz & Ranzato (GEM, 2017), Chaudhry et al.
 (RWalk, 2018) and Rebuffi et al. (iCaRL, 2017). A metric that needs two
 experiences or more is ``None`` for a one-row matrix.
+
+An entry may be undefined: ``None`` (``null`` in results.json), the accuracy on a
+test experience with no samples (NaN is read as None too). Each metric then
+averages over the terms whose entries are all defined, and is ``None`` when no
+term is, so an undefined accuracy never turns into a number.
+
+>>> average_accuracy([[0.9, None], [0.5, None]])
+0.5
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Dict, List, Optional, Sequence
 
-Matrix = Sequence[Sequence[float]]
+Matrix = Sequence[Sequence[Optional[float]]]
 
 
-def check_matrix(matrix: Matrix) -> List[List[float]]:
-    """A copy of ``matrix`` as lists of floats, after checking its shape.
+def _entry(value) -> Optional[float]:
+    """An accuracy as a float, or None where it is undefined (None or NaN)."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def check_matrix(matrix: Matrix) -> List[List[Optional[float]]]:
+    """A copy of ``matrix`` as lists of floats (None where undefined), after checking its shape.
 
     It must have at least one row, rows of equal length, no more rows than
     columns (a row is added per training experience, a column per test experience)
-    and real numbers only.
+    and real numbers or None only; NaN becomes None.
 
-    >>> check_matrix([[1, 0], [0.5, 1]])
-    [[1.0, 0.0], [0.5, 1.0]]
+    >>> check_matrix([[1, 0], [0.5, float("nan")]])
+    [[1.0, 0.0], [0.5, None]]
     """
     if isinstance(matrix, (str, bytes)) or not isinstance(matrix, Sequence):
         raise TypeError(f"matrix must be a sequence of rows, got {type(matrix).__name__}")
@@ -36,8 +50,8 @@ def check_matrix(matrix: Matrix) -> List[List[float]]:
         if not isinstance(row, list):
             raise TypeError(f"matrix rows must be sequences, got {type(row).__name__} in row {i}")
         for value in row:
-            if not isinstance(value, numbers.Real) or isinstance(value, bool):
-                raise TypeError(f"matrix entries must be real numbers, got {value!r} in row {i}")
+            if value is not None and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
+                raise TypeError(f"matrix entries must be real numbers or None, got {value!r} in row {i}")
     widths = sorted({len(row) for row in rows})
     if len(widths) != 1:
         raise ValueError(f"matrix rows must all have the same length, got lengths {widths}")
@@ -46,25 +60,29 @@ def check_matrix(matrix: Matrix) -> List[List[float]]:
             f"matrix must have no more rows than columns, got {len(rows)} rows and "
             f"{widths[0]} columns"
         )
-    return [[float(v) for v in row] for row in rows]
+    return [[_entry(v) for v in row] for row in rows]
 
 
-def _mean(values: Sequence[float]) -> Optional[float]:
-    return sum(values) / len(values) if values else None
+def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
+    """The mean of the defined values (None when there is none)."""
+    defined = [v for v in values if v is not None]
+    return sum(defined) / len(defined) if defined else None
 
 
-def accuracy_on_seen(matrix: Matrix) -> List[float]:
+def accuracy_on_seen(matrix: Matrix) -> List[Optional[float]]:
     """For each row ``i``, the mean accuracy on the experiences seen so far,
-    ``A_i = mean_{j <= i} R[i][j]``.
+    ``A_i = mean_{j <= i} R[i][j]`` (over the defined entries; None if none is).
 
     >>> accuracy_on_seen([[0.9, 0.0], [0.6, 0.8]])
     [0.9, 0.7]
+    >>> accuracy_on_seen([[None, 0.0], [None, 0.8]])
+    [None, 0.8]
     """
     rows = check_matrix(matrix)
-    return [sum(row[: i + 1]) / (i + 1) for i, row in enumerate(rows)]
+    return [_mean(row[: i + 1]) for i, row in enumerate(rows)]
 
 
-def average_accuracy(matrix: Matrix) -> float:
+def average_accuracy(matrix: Matrix) -> Optional[float]:
     """Average accuracy: the mean of the last row,
     ``ACC = 1/T sum_{j < T} R[T-1][j]``.
 
@@ -78,7 +96,7 @@ def average_accuracy(matrix: Matrix) -> float:
     return accuracy_on_seen(matrix)[-1]
 
 
-def average_incremental_accuracy(matrix: Matrix) -> float:
+def average_incremental_accuracy(matrix: Matrix) -> Optional[float]:
     """Average incremental accuracy (iCaRL): the mean over rows of each row's mean
     on the experiences seen so far, ``1/T sum_i A_i`` with
     ``A_i = 1/(i+1) sum_{j <= i} R[i][j]``.
@@ -86,8 +104,7 @@ def average_incremental_accuracy(matrix: Matrix) -> float:
     >>> round(average_incremental_accuracy([[0.9, 0.0], [0.6, 0.8]]), 10)
     0.8
     """
-    seen = accuracy_on_seen(matrix)
-    return sum(seen) / len(seen)
+    return _mean(accuracy_on_seen(matrix))
 
 
 def forgetting(matrix: Matrix) -> Optional[float]:
@@ -101,7 +118,11 @@ def forgetting(matrix: Matrix) -> Optional[float]:
     """
     rows = check_matrix(matrix)
     t = len(rows)
-    drops = [max(rows[k][i] for k in range(i, t - 1)) - rows[t - 1][i] for i in range(t - 1)]
+    drops = []
+    for i in range(t - 1):
+        before = [rows[k][i] for k in range(i, t - 1) if rows[k][i] is not None]
+        if before and rows[t - 1][i] is not None:
+            drops.append(max(before) - rows[t - 1][i])
     return _mean(drops)
 
 
@@ -116,7 +137,7 @@ def backward_transfer(matrix: Matrix) -> Optional[float]:
     """
     rows = check_matrix(matrix)
     t = len(rows)
-    return _mean([rows[t - 1][i] - rows[i][i] for i in range(t - 1)])
+    return _mean([_difference(rows[t - 1][i], rows[i][i]) for i in range(t - 1)])
 
 
 def forward_transfer(matrix: Matrix, baseline: Sequence[float]) -> Optional[float]:
@@ -139,7 +160,15 @@ def forward_transfer(matrix: Matrix, baseline: Sequence[float]) -> Optional[floa
             f"baseline must have one accuracy per matrix column ({len(rows[0])}), "
             f"got {len(baseline)}"
         )
-    return _mean([rows[i - 1][i] - float(baseline[i]) for i in range(1, len(rows))])
+    return _mean([_difference(rows[i - 1][i], baseline[i]) for i in range(1, len(rows))])
+
+
+def _difference(a: Optional[float], b) -> Optional[float]:
+    """``a - b``, or None when either is undefined."""
+    if a is None or b is None:
+        return None
+    b = _entry(b)
+    return None if b is None else a - b
 
 
 def per_class_accuracy(correct: Sequence[int], total: Sequence[int]) -> List[Optional[float]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from clreplay.evaluation.metrics import Matrix, accuracy_on_seen, check_matrix
-from clreplay.evaluation.reports import run_label
+from clreplay.evaluation.reports import benchmark_name, run_label
 
 MATRIX_PLOT = "accuracy_matrix.png"
 TASK_MATRIX_PLOT = "task_accuracy_matrix.png"
@@ -20,6 +20,11 @@ CURVES_PLOT = "accuracy_curves.png"
 
 # Beyond this many experiences the numbers would not fit in the cells.
 _MAX_ANNOTATED = 20
+
+
+def _with_nan(rows) -> List[List[float]]:
+    """Undefined accuracies (None) as NaN: matplotlib leaves them blank."""
+    return [[float("nan") if v is None else v for v in row] for row in rows]
 
 
 def _figure(width: float, height: float):
@@ -45,7 +50,7 @@ def plot_accuracy_matrix(matrix: Matrix, path: str | os.PathLike, *,
     Rows: the experience just trained on; columns: the test experience. Colours span
     0 to 1, so two runs' heat maps compare at a glance. Returns ``path``.
     """
-    rows = check_matrix(matrix)
+    rows = _with_nan(check_matrix(matrix))
     n_rows, n_cols = len(rows), len(rows[0])
     side = min(max(4.0, 0.6 * n_cols + 2.5), 16.0)
     figure = _figure(side, min(max(3.5, 0.6 * n_rows + 2.0), 16.0))
@@ -56,8 +61,8 @@ def plot_accuracy_matrix(matrix: Matrix, path: str | os.PathLike, *,
         for i, row in enumerate(rows):
             for j, value in enumerate(row):
                 # Dark text on the light (high) end of viridis, light text elsewhere.
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                        color="black" if value > 0.6 else "white")
+                ax.text(j, i, "n/a" if value != value else f"{value:.2f}", ha="center",
+                        va="center", fontsize=8, color="black" if value > 0.6 else "white")
     ax.set_xticks(range(n_cols))
     ax.set_yticks(range(n_rows))
     ax.set_xlabel("tested on experience")
@@ -72,14 +77,14 @@ def plot_accuracy_curves(matrix: Matrix, path: str | os.PathLike, *,
     """Accuracy on each experience over the stream, from when it is learnt on, and
     the mean accuracy on the experiences seen so far (bold); with ``task_matrix``,
     also its task-incremental mean on seen experiences (bold, dashed). Returns ``path``."""
-    rows = check_matrix(matrix)
+    rows = _with_nan(check_matrix(matrix))
     steps = list(range(len(rows)))
     figure = _figure(7.0, 4.5)
     ax = figure.add_subplot()
     for j in range(min(len(rows), len(rows[0]))):
         ax.plot(steps[j:], [rows[i][j] for i in steps[j:]], marker="o", markersize=3,
                 linewidth=1, label=f"experience {j}")
-    ax.plot(steps, accuracy_on_seen(rows), color="black", linewidth=2.5, marker="s",
+    ax.plot(steps, _with_nan([accuracy_on_seen(matrix)])[0], color="black", linewidth=2.5, marker="s",
             label="mean on seen")
     if task_matrix:
         task_seen = accuracy_on_seen(task_matrix)
@@ -104,13 +109,15 @@ def plot_comparison(curves: Dict[str, Matrix], path: str | os.PathLike, *,
     for label, matrix in curves.items():
         seen = accuracy_on_seen(matrix)
         longest = max(longest, len(seen))
-        (line,) = ax.plot(range(len(seen)), seen, marker="o", markersize=3, linewidth=1.5,
-                          label=f"{label} ({seen[-1]:.3f})")
+        final = "n/a" if seen[-1] is None else f"{seen[-1]:.3f}"
+        (line,) = ax.plot(range(len(seen)), _with_nan([seen])[0], marker="o", markersize=3,
+                          linewidth=1.5, label=f"{label} ({final})")
         task = (task_curves or {}).get(label)
         if task:
             task_seen = accuracy_on_seen(task)
-            ax.plot(range(len(task_seen)), task_seen, linestyle="--", linewidth=1.2,
-                    color=line.get_color(), label=f"{label}, task-IL ({task_seen[-1]:.3f})")
+            task_final = "n/a" if task_seen[-1] is None else f"{task_seen[-1]:.3f}"
+            ax.plot(range(len(task_seen)), _with_nan([task_seen])[0], linestyle="--", linewidth=1.2,
+                    color=line.get_color(), label=f"{label}, task-IL ({task_final})")
     _finish_curves(ax, longest, title or "mean accuracy on seen experiences")
     return _save(figure, path)
 
@@ -132,7 +139,7 @@ def render_plots(results: dict, folder: str | os.PathLike) -> List[Path]:
     written into ``folder``; returns their paths."""
     matrix = results["accuracy_matrix"]
     task = results.get("task_accuracy_matrix") or None
-    name = run_label(results.get("config") or {})
+    name = run_label(results.get("config") or {}, benchmark_name(results))
     folder = Path(folder)
     paths = [
         plot_accuracy_matrix(matrix, folder / MATRIX_PLOT, title=f"accuracy matrix: {name}"),

@@ -26,16 +26,21 @@ def format_matrix(matrix: Matrix) -> str:
     """The accuracy matrix as a text table (rows: after training on; columns: tested
     on); the last column is the mean on the experiences seen so far.
 
+    An undefined accuracy (a test experience with no samples) reads ``n/a``.
+
     >>> print(format_matrix([[0.9, 0.0], [0.6, 0.8]]))
     after \\ on        0       1     avg
              0    0.900   0.000   0.900
              1    0.600   0.800   0.700
+    >>> print(format_matrix([[None, 0.0]]).splitlines()[1])
+             0      n/a   0.000     n/a
     """
     rows = check_matrix(matrix)
     seen = accuracy_on_seen(rows)
     lines = ["after \\ on " + "".join(f"{j:>8}" for j in range(len(rows[0]))) + "     avg"]
     for i, row in enumerate(rows):
-        lines.append(f"{i:>10} " + "".join(f"{a:8.3f}" for a in row) + f"{seen[i]:8.3f}")
+        lines.append(f"{i:>10} " + "".join(f"{_fmt(a, '.3f'):>8}" for a in row)
+                     + f"{_fmt(seen[i], '.3f'):>8}")
     return "\n".join(lines)
 
 
@@ -68,16 +73,19 @@ def format_experience_stats(record: dict) -> str:
             f"{record['samples_per_s']:.0f} samples/s, memory {record['memory']['size']}")
 
 
-def run_label(config: dict) -> str:
+def run_label(config: dict, name: Optional[str] = None) -> str:
     """A short description of a run from its configuration, e.g.
-    ``split_digits, replay 200 (class, herding)``.
+    ``split_digits, replay 200 (class, herding)``; ``name`` (the benchmark's name in
+    the results, e.g. taken from its data) replaces the benchmark's registry name.
 
     >>> run_label({"benchmark": "split_digits", "replay": False})
     'split_digits, no replay'
+    >>> run_label({"benchmark": "split_mnist", "replay": False}, "FashionMNIST")
+    'FashionMNIST, no replay'
     """
     from clreplay.replay.registry import POLICIES_WITH_SELECTION
 
-    parts = [str(config.get("benchmark", "run"))]
+    parts = [str(name or config.get("name") or config.get("benchmark", "run"))]
     augment = config.get("augment")
     if augment is None:  # the default: on for the CIFAR benchmarks
         augment = config.get("benchmark") in ("split_cifar10", "split_cifar100")
@@ -93,9 +101,15 @@ def run_label(config: dict) -> str:
     return ", ".join(parts)
 
 
+def benchmark_name(results: dict) -> Optional[str]:
+    """The benchmark's name recorded in a results dict (None if absent)."""
+    benchmark = results.get("benchmark")
+    return benchmark.get("name") if isinstance(benchmark, dict) else None
+
+
 def format_report(results: dict, *, source: Optional[str] = None) -> str:
     """A whole report: what ran, the accuracy matrix and the metrics."""
-    head = run_label(results.get("config") or {})
+    head = run_label(results.get("config") or {}, benchmark_name(results))
     if source:
         head = f"{source}: {head}"
     parts = [head, format_matrix(results["accuracy_matrix"])]
@@ -135,15 +149,15 @@ def format_comparison(runs: Dict[str, dict]) -> str:
     lines += ["", "mean accuracy on seen experiences after each experience:"]
     for label, results in runs.items():
         seen = accuracy_on_seen(results["accuracy_matrix"])
-        lines.append(f"{label:<{width}} " + " ".join(f"{a:.3f}" for a in seen))
+        lines.append(f"{label:<{width}} " + " ".join(_fmt(a, ".3f") for a in seen))
     if any(results.get("task_accuracy_matrix") for results in runs.values()):
         lines += ["", "the same, task-incremental:"]
         for label, results in runs.items():
             matrix = results.get("task_accuracy_matrix")
-            cells = " ".join(f"{a:.3f}" for a in accuracy_on_seen(matrix)) if matrix else "n/a"
+            cells = " ".join(_fmt(a, ".3f") for a in accuracy_on_seen(matrix)) if matrix else "n/a"
             lines.append(f"{label:<{width}} {cells}")
     lines += ["", "settings:"]
-    lines += [f"{label:<{width}} {run_label(results.get('config') or {})}"
+    lines += [f"{label:<{width}} {run_label(results.get('config') or {}, benchmark_name(results))}"
               for label, results in runs.items()]
     return "\n".join(lines)
 
