@@ -19,7 +19,12 @@ from clreplay import (
     StrategyPlugin,
 )
 from clreplay.benchmarks import split_digits
-from clreplay.checkpoint import CHECKPOINT_FILENAME, CheckpointEvery, load_checkpoint, read_checkpoint
+from clreplay.checkpoint import (
+    CHECKPOINT_FILENAME,
+    CheckpointEvery,
+    load_checkpoint,
+    read_checkpoint,
+)
 from clreplay.evaluation import EvaluationPlugin
 from clreplay.models import make_mlp
 from clreplay.training import Naive

@@ -61,14 +61,15 @@ def _metavar(choices) -> str:
     return "{" + ",".join(choices) + "}"
 
 
-def _add_run_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "run",
-        help="train with replay on a benchmark and report accuracies",
-        description="Train a model (MLP, CNN or ResNet-18) on a class-incremental benchmark with a replay memory, "
-        "evaluating the whole test stream after every experience.",
-        formatter_class=_HelpFormatter,
-    )
+def _subcommand(subparsers, name: str, handler, *, help: str, description: str):
+    """The parser of ``clreplay NAME``, run by ``handler(args)``."""
+    p = subparsers.add_parser(name, help=help, description=description,
+                              formatter_class=_HelpFormatter)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=None, metavar="NAME",
                    help="start from the settings of a shipped preset (list them with "
                    "`clreplay presets`); flags given here override it")
@@ -160,7 +161,6 @@ def _add_run_parser(subparsers) -> None:
     for action in p._actions:
         if action.dest in _RUN_FIELDS:
             action.default = argparse.SUPPRESS
-    p.set_defaults(handler=_run)
 
 
 def flag_names(parser: argparse.ArgumentParser) -> dict:
@@ -179,15 +179,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_presets_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "presets",
-        help="list the shipped presets of run settings (published hyper-parameters)",
-        description="List the presets `clreplay run --preset NAME` starts from; --show NAME "
-        "prints one as TOML.",
-    )
+def _add_presets_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--show", default=None, metavar="NAME", help="print this preset's file")
-    p.set_defaults(handler=_presets)
 
 
 def _presets(args: argparse.Namespace) -> int:
@@ -204,19 +197,11 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_report_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "report",
-        help="print the accuracy table of a results folder and draw its plots again",
-        description="Read DIR/results.json (written by `clreplay run --output DIR`), print the "
-        "accuracy matrix and the metrics, and render the PNG plots again.",
-        formatter_class=_HelpFormatter,
-    )
+def _add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR", help="results folder (or its results.json)")
     p.add_argument("--plots-dir", default=None, metavar="DIR",
                    help="folder for the plots (default: the results folder)")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="print the table only")
-    p.set_defaults(handler=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -232,15 +217,7 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_compare_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "compare",
-        help="put several runs side by side in one table and one plot",
-        description="Compare results folders written by `clreplay run --output DIR` (e.g. "
-        "replay against --no-replay, herding against random): one table of their metrics "
-        "and one plot of their accuracy on seen experiences over the stream.",
-        formatter_class=_HelpFormatter,
-    )
+def _add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dirs", metavar="DIR", nargs="+", help="results folders (or results.json files)")
     p.add_argument("--labels", nargs="+", default=None, metavar="NAME",
                    help="one name per DIR (default: folder names, or the runs' settings "
@@ -248,7 +225,6 @@ def _add_compare_parser(subparsers) -> None:
     p.add_argument("--plot", default="comparison.png", metavar="FILE",
                    help="where to write the comparison plot")
     p.add_argument("--no-plot", dest="draw", action="store_false", help="print the table only")
-    p.set_defaults(handler=_compare)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -277,18 +253,47 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``clreplay NAME``: what adds its arguments, what runs it, its help and description.
+_SUBCOMMANDS = {
+    "run": (
+        _add_run_arguments, _run,
+        "train with replay on a benchmark and report accuracies",
+        "Train a model (MLP, CNN or ResNet-18) on a class-incremental benchmark with a replay memory, "
+        "evaluating the whole test stream after every experience.",
+    ),
+    "presets": (
+        _add_presets_arguments, _presets,
+        "list the shipped presets of run settings (published hyper-parameters)",
+        "List the presets `clreplay run --preset NAME` starts from; --show NAME "
+        "prints one as TOML.",
+    ),
+    "report": (
+        _add_report_arguments, _report,
+        "print the accuracy table of a results folder and draw its plots again",
+        "Read DIR/results.json (written by `clreplay run --output DIR`), print the "
+        "accuracy matrix and the metrics, and render the PNG plots again.",
+    ),
+    "compare": (
+        _add_compare_arguments, _compare,
+        "put several runs side by side in one table and one plot",
+        "Compare results folders written by `clreplay run --output DIR` (e.g. "
+        "replay against --no-replay, herding against random): one table of their metrics "
+        "and one plot of their accuracy on seen experiences over the stream.",
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clreplay", description="Continual learning by rehearsal (replay) on PyTorch."
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    _add_run_parser(subparsers)
+    for name in ("run", "report", "compare", "presets"):
+        add_arguments, handler, help_text, description = _SUBCOMMANDS[name]
+        add_arguments(_subcommand(subparsers, name, handler, help=help_text, description=description))
     run_parser = subparsers.choices["run"]
     run_parser.set_defaults(flag_names=flag_names(run_parser))
-    _add_report_parser(subparsers)
-    _add_compare_parser(subparsers)
-    _add_presets_parser(subparsers)
     return parser
 
 

@@ -14,7 +14,7 @@ import contextlib
 import os
 import time
 from dataclasses import asdict, replace
-from typing import Callable, List, Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import torch
 

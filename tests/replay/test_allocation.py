@@ -1,5 +1,4 @@
 import pytest
-
 import torch
 
 from clreplay.replay import split_capacity

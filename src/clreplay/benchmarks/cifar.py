@@ -200,15 +200,9 @@ def split_cifar10(
                   check_sha256)
 
 
-def split_cifar100(
-    root: Union[str, os.PathLike],
-    n_experiences: int = 10,
-    *,
-    task_labels: bool = False,
-    class_order: Optional[Sequence[int]] = None,
-    seed: Optional[int] = 0,
-    check_sha256: Union[bool, str] = False,
-) -> Benchmark:
+def split_cifar100(root: Union[str, os.PathLike], n_experiences: int = 10, *,
+                   task_labels: bool = False, class_order: Optional[Sequence[int]] = None,
+                   seed: Optional[int] = 0, check_sha256: Union[bool, str] = False) -> Benchmark:
     """Class-incremental CIFAR-100 (fine labels): 10 experiences of 10 classes by
     default, 20 of 5 with ``n_experiences=20``."""
     return _split(CIFAR100, "split_cifar100", root, n_experiences, task_labels, class_order, seed,

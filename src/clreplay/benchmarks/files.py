@@ -173,15 +173,9 @@ def split_mnist(
                   task_labels, class_order, seed)
 
 
-def split_npz(
-    path: str | os.PathLike,
-    n_experiences: int = 5,
-    *,
-    task_labels: bool = False,
-    class_order: Optional[Sequence[int]] = None,
-    seed: Optional[int] = 0,
-    name: Optional[str] = None,
-) -> Benchmark:
+def split_npz(path: str | os.PathLike, n_experiences: int = 5, *, task_labels: bool = False,
+              class_order: Optional[Sequence[int]] = None, seed: Optional[int] = 0,
+              name: Optional[str] = None) -> Benchmark:
     """Class-incremental stream over the arrays of an ``.npz`` archive, named ``name``
     (by default the file's stem, :func:`data_name`)."""
     return _split(_load_npz(Path(path)), name or data_name(path), n_experiences, task_labels,

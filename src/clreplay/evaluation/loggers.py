@@ -134,11 +134,23 @@ class ProgressBarLogger(Logger):
         self._close_bar()
 
 
-class TextLogger(Logger):
-    """A plain, human-readable log: one timestamped line per event (a path or a stream)."""
+class _StreamLogger(Logger):
+    """A logger writing to one text stream: a path it opens (and closes) or a stream it is given."""
 
     def __init__(self, target, *, append: bool = False) -> None:
         self._stream, self._owned = _open(target, append)
+
+    def flush(self) -> None:
+        if not self._stream.closed:
+            self._stream.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self._stream.close()
+
+
+class TextLogger(_StreamLogger):
+    """A plain, human-readable log: one timestamped line per event (a path or a stream)."""
 
     def log(self, event: str, record: dict) -> None:
         line = self._format(event, record)
@@ -163,35 +175,16 @@ class TextLogger(Logger):
             return f"{event.replace('_', ' ')}: {json.dumps(jsonable(r), sort_keys=True)}"
         return None
 
-    def flush(self) -> None:
-        if not self._stream.closed:
-            self._stream.flush()
 
-    def close(self) -> None:
-        if self._owned:
-            self._stream.close()
-
-
-class JSONLinesLogger(Logger):
+class JSONLinesLogger(_StreamLogger):
     """Every event as one JSON object per line: ``{"event": ..., "time": ..., **record}``.
 
     Non-finite floats are written as ``null`` so that any JSON reader can parse it.
     """
 
-    def __init__(self, target, *, append: bool = False) -> None:
-        self._stream, self._owned = _open(target, append)
-
     def log(self, event: str, record: dict) -> None:
         line = json.dumps(jsonable({"event": event, "time": time.time(), **record}), allow_nan=False)
         self._stream.write(line + "\n")
-
-    def flush(self) -> None:
-        if not self._stream.closed:
-            self._stream.flush()
-
-    def close(self) -> None:
-        if self._owned:
-            self._stream.close()
 
 
 class CSVLogger(Logger):

@@ -58,15 +58,8 @@ class ResNet18(nn.Module):
 
     feature_layer = "pool"
 
-    def __init__(
-        self,
-        input_shape: Sequence[int],
-        n_classes: int,
-        *,
-        nf: int = 20,
-        mean: Optional[Sequence[float]] = None,
-        std: Optional[Sequence[float]] = None,
-    ) -> None:
+    def __init__(self, input_shape: Sequence[int], n_classes: int, *, nf: int = 20,
+                 mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> None:
         super().__init__()
         in_channels, _, _ = check_image_shape(input_shape)
         nf = check_positive_int("nf", nf)
@@ -89,15 +82,9 @@ class ResNet18(nn.Module):
         return self.classifier(self.pool(out))
 
 
-def make_resnet18(
-    input_shape: Sequence[int],
-    n_classes: int,
-    *,
-    seed: int = 0,
-    nf: int = 20,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
-) -> ResNet18:
+def make_resnet18(input_shape: Sequence[int], n_classes: int, *, seed: int = 0, nf: int = 20,
+                  mean: Optional[Sequence[float]] = None,
+                  std: Optional[Sequence[float]] = None) -> ResNet18:
     """A :class:`ResNet18` with ``nf`` base filters, initialised from ``seed``.
 
     >>> import torch

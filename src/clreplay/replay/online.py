@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
-import torch
 from torch import Tensor
 
 from clreplay._seeding import Seeded

@@ -159,7 +159,7 @@ class ReplayBatchSource(_MemoryMixing):
             last_shares = self.group_shares
         else:
             last_shares = [min(share, last_count) for share in self.group_shares]
-        taken = self._cycles.take([n_full * s + l for s, l in zip(self.group_shares, last_shares)])
+        taken = self._cycles.take([n_full * s + end for s, end in zip(self.group_shares, last_shares)])
         full = [p[: n_full * s].view(n_full, s) for p, s in zip(taken, self.group_shares)]
         last = [p[n_full * s :] for p, s in zip(taken, self.group_shares)]
         return torch.cat(full, dim=1), torch.cat(last)

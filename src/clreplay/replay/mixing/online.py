@@ -18,7 +18,11 @@ from clreplay._validation import check_positive_int
 from clreplay.data.batching import BatchSource
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.data.minibatch import MiniBatch
-from clreplay.replay.mixing.draws import MemoryReader, check_memory_transform, sample_without_replacement
+from clreplay.replay.mixing.draws import (
+    MemoryReader,
+    check_memory_transform,
+    sample_without_replacement,
+)
 from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.streaming import StreamingStoragePolicy
 
