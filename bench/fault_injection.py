@@ -83,7 +83,7 @@ def child(point: str, at: int, argv: Sequence[str]) -> int:
     """Run ``clreplay`` with ``argv``, killing this process at the ``at``-th call of ``point``."""
     import io
 
-    import clreplay.replay.memmap as memmap
+    import clreplay.replay.storage.memmap as memmap
     import torch
 
     import clreplay.checkpoint as checkpoint

@@ -45,6 +45,7 @@ class OnlineReplayPlugin(Seeded, MemoryPlugin):
 
     Example
     -------
+    >>> import torch
     >>> from clreplay.benchmarks import split_digits
     >>> from clreplay.training import Naive
     >>> replay, model = OnlineReplayPlugin(mem_size=100), torch.nn.Linear(64, 10)
