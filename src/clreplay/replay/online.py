@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
-import torch
+import torch  # noqa: F401 (the doctest uses it)
 from torch import Tensor
 
 from clreplay._seeding import Seeded
@@ -18,6 +18,7 @@ from clreplay.replay.mixing.draws import check_memory_transform
 from clreplay.replay.mixing.online import OnlineReplayBatchSource
 from clreplay.replay.policies.base import StoragePolicy, check_storage_policy
 from clreplay.replay.policies.reservoir import ReservoirSamplingStoragePolicy
+from clreplay.replay.storage.consistency import check_replicated
 from clreplay.training.plugin import StrategyPlugin
 
 
@@ -32,6 +33,12 @@ class OnlineReplayPlugin(Seeded, StrategyPlugin):
     See :class:`~clreplay.replay.mixing.online.OnlineReplayBatchSource` for the
     exact batch composition. A method that stores more than samples overrides
     :meth:`stream_extras` (e.g. DER returns the logits of the stream samples).
+
+    In a distributed run each step's global batch (stream and memory draws) is the
+    same on every rank, which trains on its slice; the memory is updated from the
+    whole global batch on every rank, with the extra columns of the stream samples
+    gathered from the ranks that computed them, and checked to be the same on every
+    rank after each update.
 
     Parameters
     ----------
@@ -112,6 +119,9 @@ class OnlineReplayPlugin(Seeded, StrategyPlugin):
         if self._source is not None and self._source.passes == 0:
             self.storage_policy(strategy)
         self._source = None
+        # Every step was checked lightly; every byte once per experience.
+        check_replicated(self.storage_policy, strategy,
+                         when=f"experience {strategy.experience.current_experience}")
 
     def state_dict(self) -> dict:
         return {

@@ -11,6 +11,7 @@ from clreplay.replay.mixing.balanced import AppendMemoryBatchSource, ReplayBatch
 from clreplay.replay.mixing.draws import check_memory_transform, group_by_task
 from clreplay.replay.policies.base import StoragePolicy, check_storage_policy
 from clreplay.replay.policies.experience_balanced import ExperienceBalancedStoragePolicy
+from clreplay.replay.storage.consistency import check_replicated
 from clreplay.training.plugin import StrategyPlugin
 
 
@@ -43,6 +44,9 @@ class ReplayPlugin(StrategyPlugin):
 
     Policies and selection strategies created without a seed draw from the run's
     seed (handed over once, through :meth:`setup`), so one seed fixes the whole run.
+    In a distributed run every rank holds the whole memory, updated alike from the
+    whole experience, and checked to be the same on every rank after each update
+    (:func:`~clreplay.replay.storage.consistency.check_replicated`).
 
     A strategy that builds its own batch source (overrides
     ``make_train_batch_source``) keeps it: each of its batches is followed by
@@ -115,8 +119,11 @@ class ReplayPlugin(StrategyPlugin):
         strategy.batch_source = source
 
     def after_training_exp(self, strategy, **kwargs):
-        """Store samples of the experience just trained on."""
+        """Store samples of the experience just trained on (in a distributed run, then
+        check that every rank holds the same memory)."""
         self.storage_policy(strategy)
+        check_replicated(self.storage_policy, strategy,
+                         when=f"experience {strategy.experience.current_experience}")
 
     def state_dict(self) -> dict:
         return {"mem_size": self.mem_size, "storage_policy": self.storage_policy.state_dict()}
