@@ -42,6 +42,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 import torch
 from torch import Tensor
 
+from clreplay.training import distributed as idist
 from clreplay.training.strategy import BaseStrategy
 
 #: Identifies clreplay checkpoints (a file without it is refused).
@@ -50,8 +51,9 @@ VERSION = 1
 #: The file name used inside a checkpoint folder (``clreplay run --checkpoint-dir``).
 CHECKPOINT_FILENAME = "checkpoint.pt"
 #: Configuration fields that say where a run writes or computes, not what it
-#: computes: a run resumed with other values of these is the same run.
-IGNORED_CONFIG_FIELDS = frozenset({"output", "checkpoint_dir", "device", "memmap_dir"})
+#: computes: a run resumed with other values of these is the same run (the
+#: global batches of a distributed run do not depend on its number of processes).
+IGNORED_CONFIG_FIELDS = frozenset({"output", "checkpoint_dir", "device", "memmap_dir", "world_size"})
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -226,6 +228,9 @@ def save_checkpoint(strategy: BaseStrategy, path: PathLike, *, config: Any = Non
     The folder is created if needed. Call it between experiences (after
     ``strategy.train()`` returns); a state holding anything but tensors and plain
     data is a ``TypeError`` naming where, before anything is written.
+
+    In a distributed run (``strategy`` over several processes) every rank calls it
+    and rank 0 alone writes the file; the others wait for it and raise if it fails.
     """
     strategy = _check_strategy(strategy)
     if strategy.is_training:
@@ -247,7 +252,10 @@ def save_checkpoint(strategy: BaseStrategy, path: PathLike, *, config: Any = Non
         "next_experience": strategy.clock.train_exp_counter,
         "strategy": state,
     }
-    _atomic_save(payload, path)
+    if idist.is_distributed(strategy):
+        idist.run_on_main(_atomic_save, payload, path)
+    else:
+        _atomic_save(payload, path)
     return path
 
 
@@ -320,6 +328,18 @@ def read_checkpoint(path: PathLike, *, map_location: Any = None) -> Dict[str, An
     return payload
 
 
+def _to_device_of(strategy: BaseStrategy) -> Callable:
+    """A ``map_location`` restoring CUDA tensors to ``strategy``'s GPU (each rank its own)."""
+    index = strategy.device.index if strategy.device.index is not None else torch.cuda.current_device()
+
+    def restore(storage, location: str):
+        if location.startswith("cuda"):
+            return storage.cuda(index)
+        return _saved_device_or_cpu(storage, location)
+
+    return restore
+
+
 def _clone(value: Any) -> Any:
     if isinstance(value, Tensor):
         return value.detach().clone()
@@ -345,11 +365,14 @@ def load_checkpoint(
     saved tensor shapes and plugin kinds with ``strategy``'s: any difference is a
     :class:`CheckpointError` listing each one (``mem_size: saved 200, now 100``). If
     the state still does not fit, the strategy is put back as it was before the
-    error is raised. See :func:`read_checkpoint` for ``map_location``.
+    error is raised. See :func:`read_checkpoint` for ``map_location``; in a distributed
+    run on GPUs, tensors saved on any GPU are restored to the strategy's GPU.
     """
     strategy = _check_strategy(strategy)
     path = _check_path(path)
     wanted = _normalise_config(config)
+    if map_location is None and idist.is_distributed(strategy) and strategy.device.type == "cuda":
+        map_location = _to_device_of(strategy)
     payload = read_checkpoint(path, map_location=map_location)
     differences: List[str] = []
     if wanted is not None:

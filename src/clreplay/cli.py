@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
 from clreplay.benchmarks.registry import list_benchmarks
 from clreplay.replay.registry import list_policies, list_selections
-from clreplay.run import RunConfig, run_experiment
+from clreplay.run import RunConfig, launch_experiment, run_experiment
+from clreplay.training import distributed as idist
 
 _DEFAULTS = RunConfig()
 
@@ -73,13 +75,36 @@ def _add_run_parser(subparsers) -> None:
                    help="folder to write results.json (and plots) into")
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="folder to save a checkpoint after each experience and resume from")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train on N processes started here (gloo on the CPU, nccl with one GPU "
+                   "each on CUDA), --batch-size being the global batch; under torchrun "
+                   "(torchrun --nproc-per-node N -m clreplay run ...) leave it out")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     fields = RunConfig.__dataclass_fields__
     config = RunConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    run_experiment(config)
+    nproc = args.nproc
+    if nproc is not None and (isinstance(nproc, bool) or nproc < 1):
+        raise ValueError(f"--nproc must be a positive int, got {nproc}")
+    if idist.launched_by_torchrun():
+        if nproc is not None:
+            raise ValueError(
+                f"--nproc must be left out under torchrun, which starts the processes "
+                f"(--nproc-per-node), got --nproc {nproc}"
+            )
+        config.world_size = int(os.environ["WORLD_SIZE"])
+        config.validate()  # before joining the group: every rank fails alike
+        idist.init_from_env(device=config.device)
+        try:
+            run_experiment(config)
+        finally:
+            idist.teardown()
+    elif nproc is not None and nproc > 1:
+        launch_experiment(config, nproc)
+    else:
+        run_experiment(config)
     return 0
 
 
@@ -175,6 +200,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"clreplay: error: {err}", file=sys.stderr)
         return 2
+    except idist.LaunchError as err:
+        print(f"clreplay: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, List, Optional
 
 import torch
@@ -27,8 +28,8 @@ from clreplay.evaluation.reports import format_experience_stats, format_matrix, 
 from clreplay.evaluation.results import FORMAT_VERSION, write_results
 from clreplay.models import feature_layer_name, make_mlp
 from clreplay.replay.online import OnlineReplayPlugin
-from clreplay.replay.policies.parametric import GROUPBY
 from clreplay.replay.plugin import ReplayPlugin
+from clreplay.replay.policies.parametric import GROUPBY
 from clreplay.replay.registry import (
     POLICIES_WITH_SELECTION,
     POLICY_OPTIONS,
@@ -37,6 +38,7 @@ from clreplay.replay.registry import (
     make_selection_strategy,
     make_storage_policy,
 )
+from clreplay.training import distributed as idist
 from clreplay.training.strategy import BaseStrategy, Naive
 
 
@@ -66,6 +68,9 @@ class RunConfig:
     batch_size_mem: Optional[int] = None
     task_balanced: bool = False
     memmap_dir: Optional[str] = None  # keep the memory in memory-mapped files there
+    # Processes the run trains on (set by the launcher: --nproc, or torchrun's group).
+    # batch_size is the global batch: each process trains on batch_size / world_size.
+    world_size: int = 1
 
     def validate(self) -> "RunConfig":
         check_choice("benchmark", self.benchmark, list_benchmarks())
@@ -74,6 +79,14 @@ class RunConfig:
         check_positive_int("n_experiences", self.n_experiences)
         check_int("epochs", self.epochs, minimum=0)
         check_positive_int("batch_size", self.batch_size)
+        check_positive_int("world_size", self.world_size)
+        if self.batch_size % self.world_size:
+            raise ValueError(
+                f"batch_size must be a multiple of world_size, the number of processes "
+                f"(--batch-size, --nproc), so that each trains on batch_size / world_size "
+                f"samples of every batch; got batch_size={self.batch_size}, "
+                f"world_size={self.world_size}"
+            )
         check_positive_float("lr", self.lr)
         if not isinstance(self.momentum, (int, float)) or isinstance(self.momentum, bool):
             raise TypeError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
@@ -149,17 +162,22 @@ def build_strategy(config: RunConfig, benchmark: Benchmark) -> BaseStrategy:
     plugins = [build_replay_plugin(config, model)] if config.replay else []
     # A run resumed from a checkpoint continues its logs instead of truncating them.
     resuming = bool(config.checkpoint_dir) and checkpoint_path(config.checkpoint_dir).exists()
-    loggers = default_loggers(config.output, append=resuming)
+    # Over several processes rank 0 alone logs; on GPUs each process takes its own.
+    loggers = default_loggers(config.output, append=resuming) if idist.is_main() else []
+    device = config.device
+    if config.world_size > 1 and torch.device(device).type == "cuda":
+        device = f"cuda:{idist.get_local_rank()}"
     return Naive(
         model,
         optimizer,
         train_mb_size=config.batch_size,
         train_epochs=config.epochs,
         eval_mb_size=max(256, config.batch_size),
-        device=config.device,
+        device=device,
         plugins=plugins,
         evaluator=EvaluationPlugin(benchmark.test_stream, loggers=loggers),
         seed=config.seed,
+        distributed=config.world_size > 1,
     )
 
 
@@ -169,8 +187,20 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> 
     Returns the results: the configuration, the accuracy matrix ``R[i][j]`` (accuracy
     on experience ``j`` after training on experience ``i``), the final average
     accuracy and timings. Writes ``results.json`` into ``config.output`` if set.
+
+    With ``config.world_size > 1`` it runs in each process of an initialized process
+    group of that size (``torchrun``, or :func:`launch_experiment`): every rank
+    returns the results, rank 0 alone prints, logs and writes files.
     """
     config.validate()
+    if config.world_size > 1 and idist.get_world_size() != config.world_size:
+        raise ValueError(
+            f"world_size={config.world_size} needs a process group of {config.world_size} "
+            f"processes, got {idist.get_world_size()}: start them with torchrun, "
+            "`clreplay run --nproc N` or clreplay.run.launch_experiment"
+        )
+    if not idist.is_main():
+        log = _silent
     benchmark = build_benchmark(config)
     strategy = build_strategy(config, benchmark)
     log(
@@ -223,8 +253,33 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> 
     evaluator.close()
     log("\n" + format_matrix(matrix))
     log("\n" + format_metrics(results))
-    if config.output:
+    if config.output and idist.is_main():
         path = write_results(results, config.output)
         plots = render_plots(results, config.output)
         log(f"results written to {path}; plots: {', '.join(p.name for p in plots)}")
     return results
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def _experiment_worker(config: RunConfig) -> None:
+    run_experiment(config)
+
+
+def launch_experiment(config: RunConfig, nproc: int, *, start_method: Optional[str] = None) -> None:
+    """Run the main job in ``nproc`` local processes (gloo on the CPU, nccl on CUDA).
+
+    ``config.batch_size`` stays the global batch; the configuration is checked here,
+    before any process starts. On the CPU each process takes ``cpu_count // nproc``
+    torch threads (at least one). Rank 0 prints and writes ``config.output``.
+    ``start_method`` None forks on a Linux CPU (nothing is imported twice; no CUDA
+    or thread is live yet here) and spawns otherwise.
+    """
+    nproc = check_positive_int("nproc", nproc)
+    config = replace(config, world_size=nproc).validate()
+    if start_method is None:
+        on_cpu = torch.device(config.device).type != "cuda"
+        start_method = "fork" if on_cpu and sys.platform == "linux" else "spawn"
+    idist.launch(_experiment_worker, nproc, config, device=config.device, start_method=start_method)
