@@ -51,6 +51,7 @@ from torch import Tensor
 from clreplay._validation import check_optional_positive_int, device_available
 from clreplay.locking import lock_file
 from clreplay.training.plugin import StrategyPlugin
+from clreplay.training import distributed as idist
 from clreplay.training.strategy import BaseStrategy
 
 #: Identifies clreplay checkpoints (a file without it is refused).
@@ -60,10 +61,10 @@ VERSION = 2
 #: The file name used inside a checkpoint folder (``clreplay run --checkpoint-dir``).
 CHECKPOINT_FILENAME = "checkpoint.pt"
 #: Configuration fields that say where a run writes or computes, not what it
-#: computes: a run resumed with other values of these is the same run.
-IGNORED_CONFIG_FIELDS = frozenset(
-    {"output", "checkpoint_dir", "checkpoint_every", "device", "memmap_dir", "name", "overwrite"}
-)
+#: computes: a run resumed with other values of these is the same run (the
+#: global batches of a distributed run do not depend on its number of processes).
+IGNORED_CONFIG_FIELDS = frozenset({"output", "checkpoint_dir", "checkpoint_every", "device",
+                                   "memmap_dir", "name", "overwrite", "world_size"})
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -318,6 +319,9 @@ def save_checkpoint(
     ``after_training_iteration`` hook): a checkpoint taken inside an experience
     resumes at the next iteration, exactly. A state holding anything but tensors and
     plain data is a ``TypeError`` naming where, before anything is written.
+
+    In a distributed run (``strategy`` over several processes) every rank calls it
+    and rank 0 alone writes the file; the others wait for it and raise if it fails.
     """
     strategy = _check_strategy(strategy)
     if not strategy.can_checkpoint:
@@ -341,7 +345,10 @@ def save_checkpoint(
         "metadata": plain_metadata,
     }
     payload["sha256"] = payload_digest(payload)
-    _atomic_save(payload, path)
+    if idist.is_distributed(strategy):
+        idist.run_on_main(_atomic_save, payload, path)
+    else:
+        _atomic_save(payload, path)
     return path
 
 
@@ -411,6 +418,18 @@ def read_checkpoint(path: PathLike, *, map_location: Any = None) -> Dict[str, An
     return payload
 
 
+def _to_device_of(strategy: BaseStrategy) -> Callable:
+    """A ``map_location`` restoring CUDA tensors to ``strategy``'s GPU (each rank its own)."""
+    index = strategy.device.index if strategy.device.index is not None else torch.cuda.current_device()
+
+    def restore(storage, location: str):
+        if location.startswith("cuda"):
+            return storage.cuda(index)
+        return _saved_device_or_cpu(storage, location)
+
+    return restore
+
+
 def _clone(value: Any) -> Any:
     if isinstance(value, Tensor):
         return value.detach().clone()
@@ -444,11 +463,14 @@ def load_checkpoint(
     beyond ``n_experiences`` (the stream's length, when given), or a replay memory
     larger than its ``mem_size``. If the state does not fit, the strategy is put back
     as it was before the error is raised. See :func:`read_checkpoint` for
-    ``map_location``.
+    ``map_location``; in a distributed run on GPUs, tensors saved on any GPU are
+    restored to the strategy's GPU.
     """
     strategy = _check_strategy(strategy)
     path = _check_path(path)
     n_experiences = check_optional_positive_int("n_experiences", n_experiences)
+    if map_location is None and idist.is_distributed(strategy) and strategy.device.type == "cuda":
+        map_location = _to_device_of(strategy)
     payload = read_checkpoint(path, map_location=map_location)
     return restore_checkpoint(strategy, payload, config=config, n_experiences=n_experiences,
                               source=str(path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, List, Optional
 
@@ -18,7 +19,8 @@ from clreplay.replay.registry import (
     list_policies,
     list_selections,
 )
-from clreplay.run import RunConfig, run_experiment
+from clreplay.run import RunConfig, launch_experiment, run_experiment
+from clreplay.training import distributed as idist
 from clreplay.training.guards import NonFiniteLossError
 
 _DEFAULTS = RunConfig()
@@ -156,6 +158,10 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="also save every N training iterations inside an experience (needs "
                    "--checkpoint-dir); a killed run resumes mid-epoch, exactly")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train on N processes started here (gloo on the CPU, nccl with one GPU "
+                   "each on CUDA), --batch-size being the global batch; under torchrun "
+                   "(torchrun --nproc-per-node N -m clreplay run ...) leave it out")
     # Only the flags given on the command line reach the namespace: they override the
     # preset and config file, whose values override RunConfig's defaults.
     for action in p._actions:
@@ -175,7 +181,26 @@ def _run(args: argparse.Namespace) -> int:
 
     given = {k: v for k, v in vars(args).items() if k in _RUN_FIELDS}
     config = resolve_config(given, preset=args.preset, config_file=args.config)
-    run_experiment(config, names=args.flag_names)  # every setting checked before any data is read
+    nproc = args.nproc
+    if nproc is not None and (isinstance(nproc, bool) or nproc < 1):
+        raise ValueError(f"--nproc must be a positive int, got {nproc}")
+    if idist.launched_by_torchrun():
+        if nproc is not None:
+            raise ValueError(
+                f"--nproc must be left out under torchrun, which starts the processes "
+                f"(--nproc-per-node), got --nproc {nproc}"
+            )
+        config.world_size = int(os.environ["WORLD_SIZE"])
+        config.validate(names=args.flag_names)  # before joining the group: every rank fails alike
+        idist.init_from_env(device=config.device)
+        try:
+            run_experiment(config, names=args.flag_names)
+        finally:
+            idist.teardown()
+    elif nproc is not None and nproc > 1:
+        launch_experiment(config, nproc)
+    else:
+        run_experiment(config, names=args.flag_names)  # every setting checked before any data is read
     return 0
 
 
@@ -312,6 +337,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt as err:
         print(f"clreplay: {getattr(err, 'message', 'interrupted')}", file=sys.stderr)
         return 130
+    except idist.LaunchError as err:
+        print(f"clreplay: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

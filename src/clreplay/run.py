@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from dataclasses import asdict, replace
 from typing import Callable, Mapping, Optional
@@ -19,6 +20,7 @@ from typing import Callable, Mapping, Optional
 import torch
 
 from clreplay._seeding import derive_seed
+from clreplay._validation import check_positive_int
 from clreplay.benchmarks.experience import Benchmark
 from clreplay.benchmarks.registry import data_path_usage, get_benchmark, needs_data_path
 from clreplay.checkpoint import (
@@ -41,6 +43,7 @@ from clreplay.locking import lock_folder
 from clreplay.models import feature_layer_name, make_model
 from clreplay.replay.online import OnlineReplayPlugin
 from clreplay.replay.plugin import ReplayPlugin
+from clreplay.replay.policies.parametric import GROUPBY
 from clreplay.replay.registry import (
     POLICIES_WITH_SELECTION,
     make_selection_strategy,
@@ -49,6 +52,7 @@ from clreplay.replay.registry import (
 from clreplay.run_config import RunConfig, renamed
 from clreplay.training.augmentation import AugmentationPlugin
 from clreplay.training.guards import NonFiniteLossGuard
+from clreplay.training import distributed as idist
 from clreplay.training.strategy import BaseStrategy, Naive
 from clreplay.workspace import check_folder, log_sizes, prepare_output
 
@@ -113,17 +117,22 @@ def build_strategy(config: RunConfig, benchmark: Benchmark, *,
                                        config=config, metadata=lambda s: _metadata(s, config)))
     if append_logs is None:
         append_logs = bool(config.checkpoint_dir) and checkpoint_path(config.checkpoint_dir).exists()
-    loggers = default_loggers(config.output, append=append_logs)
+    # Over several processes rank 0 alone logs; on GPUs each process takes its own.
+    loggers = default_loggers(config.output, append=append_logs) if idist.is_main() else []
+    device = config.device
+    if config.world_size > 1 and torch.device(device).type == "cuda":
+        device = f"cuda:{idist.get_local_rank()}"
     return Naive(
         model,
         optimizer,
         train_mb_size=config.batch_size,
         train_epochs=config.epochs,
         eval_mb_size=max(256, config.batch_size),
-        device=config.device,
+        device=device,
         plugins=plugins,
         evaluator=EvaluationPlugin(benchmark.test_stream, loggers=loggers),
         seed=config.seed,
+        distributed=config.world_size > 1,
     )
 
 
@@ -164,11 +173,24 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print,
     ``results.json`` into ``config.output`` if set. ``names`` maps configuration
     fields to the names errors should use (the command line's flags). Ctrl-C raises
     :class:`RunInterrupted` saying what the checkpoint holds.
+
+    With ``config.world_size > 1`` it runs in each process of an initialized process
+    group of that size (``torchrun``, or :func:`launch_experiment`): every rank
+    returns the results, rank 0 alone prints, logs and writes files.
     """
     n = lambda field_name: (names or {}).get(field_name, field_name)  # noqa: E731
     config.validate(names=names)
+    if config.world_size > 1 and idist.get_world_size() != config.world_size:
+        raise ValueError(
+            f"world_size={config.world_size} needs a process group of {config.world_size} "
+            f"processes, got {idist.get_world_size()}: start them with torchrun, "
+            "`clreplay run --nproc N` or clreplay.run.launch_experiment"
+        )
+    if not idist.is_main():
+        log = _silent
     _check_folders(config, n)
-    with _locks(config, n):
+    # Rank 0 alone holds the folders' locks, prepares --output and writes files.
+    with _locks(config, n) if idist.is_main() else contextlib.nullcontext():
         return _run_locked(config, log, names, n)
 
 
@@ -182,7 +204,7 @@ def _run_locked(config: RunConfig, log, names, n) -> dict:
         check_checkpoint(payload, config=config, n_experiences=benchmark.n_experiences,
                          source=str(saved_path))
     append = False
-    if config.output is not None:
+    if config.output is not None and idist.is_main():
         append = prepare_output(config.output, flag=n("output"), overwrite=config.overwrite,
                                 saved=None if payload is None else payload["metadata"],
                                 overwrite_flag=n("overwrite") + ("=True" if not names else ""))
@@ -282,9 +304,34 @@ def _train(config, benchmark, strategy, payload, saved_path, log) -> dict:
                                "total_s": results["timing"]["total_s"]})
     log("\n" + format_matrix(matrix))
     log("\n" + format_metrics(results))
-    if config.output:
+    if config.output and idist.is_main():
         evaluator.close()  # complete log files before results.json says the run is done
         path = write_results(results, config.output)
         plots = render_plots(results, config.output)
         log(f"results written to {path}; plots: {', '.join(p.name for p in plots)}")
     return results
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def _experiment_worker(config: RunConfig) -> None:
+    run_experiment(config)
+
+
+def launch_experiment(config: RunConfig, nproc: int, *, start_method: Optional[str] = None) -> None:
+    """Run the main job in ``nproc`` local processes (gloo on the CPU, nccl on CUDA).
+
+    ``config.batch_size`` stays the global batch; the configuration is checked here,
+    before any process starts. On the CPU each process takes ``cpu_count // nproc``
+    torch threads (at least one). Rank 0 prints and writes ``config.output``.
+    ``start_method`` None forks on a Linux CPU (nothing is imported twice; no CUDA
+    or thread is live yet here) and spawns otherwise.
+    """
+    nproc = check_positive_int("nproc", nproc)
+    config = replace(config, world_size=nproc).validate()
+    if start_method is None:
+        on_cpu = torch.device(config.device).type != "cuda"
+        start_method = "fork" if on_cpu and sys.platform == "linux" else "spawn"
+    idist.launch(_experiment_worker, nproc, config, device=config.device, start_method=start_method)

@@ -69,6 +69,9 @@ class RunConfig:
     model: str = "mlp"  # mlp, cnn, resnet18
     width: Optional[int] = None  # resnet18 base filters (default 20) or cnn channels (32)
     augment: Optional[bool] = None  # crop + flip; None: on for split_cifar10/100, else off
+    # Processes the run trains on (set by the launcher: --nproc, or torchrun's group).
+    # batch_size is the global batch: each process trains on batch_size / world_size.
+    world_size: int = 1
 
     def validate(self, *, names: Optional[Mapping[str, str]] = None) -> "RunConfig":
         """Check every field (and resolve ``policy=None``); return ``self``.
@@ -85,6 +88,13 @@ class RunConfig:
         check_positive_int(n("n_experiences"), self.n_experiences)
         check_int(n("epochs"), self.epochs, minimum=0)
         check_positive_int(n("batch_size"), self.batch_size)
+        check_positive_int(n("world_size"), self.world_size)
+        if self.batch_size % self.world_size:
+            raise ValueError(
+                f"{n('batch_size')} must be a multiple of world_size, the number of processes "
+                f"(--batch-size, --nproc), so that each trains on batch_size / world_size samples "
+                f"of every batch; got batch_size={self.batch_size}, world_size={self.world_size}"
+            )
         check_positive_float(n("lr"), self.lr)
         if not isinstance(self.momentum, (int, float)) or isinstance(self.momentum, bool):
             raise TypeError(f"{n('momentum')} must be a number in [0, 1), got {self.momentum!r}")

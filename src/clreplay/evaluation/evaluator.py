@@ -12,6 +12,7 @@ import torch
 from clreplay.benchmarks.experience import Experience
 from clreplay.evaluation.loggers import Logger
 from clreplay.evaluation.metrics import per_class_accuracy, summarize
+from clreplay.training import distributed as idist
 from clreplay.training.plugin import StrategyPlugin
 
 # What state_dict() saves: everything gathered over finished experiences.
@@ -90,7 +91,10 @@ class EvaluationPlugin(StrategyPlugin):
 
     Pass it as ``evaluator=`` to a strategy: it runs last among the plugins, so the
     replay memory is already updated when it evaluates. Its ``state_dict`` holds all
-    it gathered over finished experiences; loggers are not part of it.
+    it gathered over finished experiences; loggers are not part of it. In a
+    distributed run every rank has one (evaluation is collective: the ranks share
+    the batches and sum the counts, so all of them record the same numbers); give
+    loggers to rank 0's only.
 
     Example
     -------
@@ -254,6 +258,9 @@ class EvaluationPlugin(StrategyPlugin):
                 accuracies, task_accuracies = self._evaluate(strategy)
             finally:
                 self._collect_classes = False
+            if idist.is_distributed(strategy):  # each rank counted its share of the batches
+                self._class_correct = idist.sum_counts(self._class_correct)
+                self._class_total = idist.sum_counts(self._class_total)
             self.accuracy_matrix.append([_defined(accuracies[e.current_experience])
                                          for e in self.test_stream])
             self.task_accuracy_matrix.append(task_accuracies)

@@ -16,6 +16,7 @@ from clreplay.replay.memory_plugin import MemoryPlugin
 from clreplay.replay.mixing.online import OnlineReplayBatchSource
 from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.reservoir import ReservoirSamplingStoragePolicy
+from clreplay.replay.storage.consistency import check_replicated
 
 
 class OnlineReplayPlugin(Seeded, MemoryPlugin):
@@ -29,6 +30,12 @@ class OnlineReplayPlugin(Seeded, MemoryPlugin):
     See :class:`~clreplay.replay.mixing.online.OnlineReplayBatchSource` for the
     exact batch composition. A method that stores more than samples overrides
     :meth:`stream_extras` (e.g. DER returns the logits of the stream samples).
+
+    In a distributed run each step's global batch (stream and memory draws) is the
+    same on every rank, which trains on its slice; the memory is updated from the
+    whole global batch on every rank, with the extra columns of the stream samples
+    gathered from the ranks that computed them, and checked to be the same on every
+    rank after each update.
 
     Parameters
     ----------
@@ -107,6 +114,9 @@ class OnlineReplayPlugin(Seeded, MemoryPlugin):
         if self._source is not None and not self._source.streamed:
             self.storage_policy(strategy)
         self._source = None
+        # Every step was checked lightly; every byte once per experience.
+        check_replicated(self.storage_policy, strategy,
+                         when=f"experience {strategy.experience.current_experience}")
 
     def _extra_state(self) -> dict:
         return {"rng": self._seed_state()}

@@ -11,6 +11,7 @@ from clreplay.replay.mixing.balanced import AppendMemoryBatchSource, ReplayBatch
 from clreplay.replay.mixing.draws import group_by_task
 from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.experience_balanced import ExperienceBalancedStoragePolicy
+from clreplay.replay.storage.consistency import check_replicated
 
 
 class ReplayPlugin(MemoryPlugin):
@@ -42,6 +43,9 @@ class ReplayPlugin(MemoryPlugin):
 
     Policies and selection strategies created without a seed draw from the run's
     seed (handed over once, through :meth:`setup`), so one seed fixes the whole run.
+    In a distributed run every rank holds the whole memory, updated alike from the
+    whole experience, and checked to be the same on every rank after each update
+    (:func:`~clreplay.replay.storage.consistency.check_replicated`).
 
     A strategy that builds its own batch source (overrides
     ``make_train_batch_source``) keeps it: each of its batches is followed by
@@ -104,5 +108,8 @@ class ReplayPlugin(MemoryPlugin):
         strategy.batch_source = source
 
     def after_training_exp(self, strategy, **kwargs):
-        """Store samples of the experience just trained on."""
+        """Store samples of the experience just trained on (in a distributed run, then
+        check that every rank holds the same memory)."""
         self.storage_policy(strategy)
+        check_replicated(self.storage_policy, strategy,
+                         when=f"experience {strategy.experience.current_experience}")

@@ -18,7 +18,9 @@ from clreplay._validation import (
 from clreplay.benchmarks.experience import Experience
 from clreplay.data.batching import BatchSource, DatasetBatchSource
 from clreplay.data.minibatch import MiniBatch
+from clreplay.training import distributed as idist
 from clreplay.training.context import RunContext
+from clreplay.training.data_parallel import DataParallel
 from clreplay.training.plugin import StrategyPlugin, build_dispatch, check_plugin
 
 
@@ -83,13 +85,22 @@ class BaseStrategy:
     seed: seeds the generator that shuffles the data (None means 0): the same seed
         gives the same batches and, with the same initial model, the same weights.
     context: the run context (seed, rank, world size) handed to every plugin once,
-        through ``plugin.setup(context)``; by default ``RunContext(seed=seed)``.
+        through ``plugin.setup(context)``; by default ``RunContext(seed=seed)``, or
+        with ``distributed`` the rank and world size of the process group.
+    distributed: train on every process of the initialized process group (see
+        :mod:`clreplay.training.data_parallel`): each step's global batch of
+        ``train_mb_size`` samples is split over the ranks (``train_mb_size`` must be
+        a multiple of the world size) and the gradients are summed, so the weights
+        follow those of one process training on the global batches. Without a
+        process group it changes nothing. A ``context`` whose ``world_size`` is
+        above 1 means the same.
 
     During training ``experience``, ``model``, ``optimizer``, ``device``, ``clock`` and,
     inside an iteration, ``mb`` (the :class:`~clreplay.data.MiniBatch`: ``x``, ``y``,
     ``t``, which rows came from a memory, their store rows and extra columns; also
     read as ``mb_x``, ``mb_y``, ``mb_task_id``), ``mb_output`` and ``loss`` describe
-    where the loop is. ``batch_source`` is the :class:`BatchSource` iterated by each
+    where the loop is (over several processes, ``mb`` is this rank's slice of the
+    global batch). ``batch_source`` is the :class:`BatchSource` iterated by each
     epoch of the current experience; one plugin may replace it in
     ``before_training_exp`` (replay mixes its memory in that way): a second
     replacement in the same experience is an error unless the new source extends
@@ -127,6 +138,7 @@ class BaseStrategy:
         evaluator: Optional[StrategyPlugin] = None,
         seed: Optional[int] = None,
         context: Optional[RunContext] = None,
+        distributed: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -150,7 +162,18 @@ class BaseStrategy:
             raise ValueError(f"seed ({self.seed}) must equal context.seed ({context.seed}) when both are given")
         if self.seed is None:
             self.seed = 0 if context is None else context.seed
-        self.context = RunContext(seed=self.seed) if context is None else context
+        if not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be a bool, got {distributed!r}")
+        if context is None:
+            context = RunContext(seed=self.seed, rank=idist.get_rank() if distributed else 0,
+                                 world_size=idist.get_world_size() if distributed else 1)
+        self.context = context
+        if context.world_size > 1 and self.train_mb_size % context.world_size:
+            raise ValueError(
+                f"train_mb_size must be a multiple of the world size ({context.world_size}): each "
+                f"process trains on train_mb_size / world_size samples of every batch, got "
+                f"{self.train_mb_size}"
+            )
         if isinstance(plugins, StrategyPlugin) or not isinstance(plugins, (Sequence, type(None))):
             raise TypeError(
                 f"plugins must be a sequence of StrategyPlugin or None, got {type(plugins).__name__}"
@@ -167,6 +190,8 @@ class BaseStrategy:
         self._hooks = build_dispatch(plugins)
 
         self.model = model.to(self.device)
+        # Over several processes: global batches sliced over the ranks, gradients summed.
+        self._parallel = DataParallel(self.model, context) if context.world_size > 1 else None
         self.optimizer = optimizer
         self.loss_fn = nn.CrossEntropyLoss() if criterion is None else criterion
         self.generator = make_generator(self.seed)
@@ -273,6 +298,8 @@ class BaseStrategy:
         self._batch_source = self.make_train_batch_source(experience)
         self._batch_source_replaced = False
         self._fire("before_training_exp", **kwargs)
+        if self._parallel is not None:  # after the plugins: each rank trains on its slice
+            self._batch_source = self._parallel.shard(self._batch_source)
         for _ in range(self.clock.train_exp_epochs, self.train_epochs):
             self._train_epoch(resume, **kwargs)
             resume = None
@@ -299,7 +326,7 @@ class BaseStrategy:
                 plugin.load_state_dict(state)
             self.epoch_loss_sum = resume["epoch_loss_sum"].to(self.device)
             start = clock.train_epoch_iterations
-        device = _indexed(self.device)
+        device, parallel = _indexed(self.device), self._parallel
         batches = iter(self._batch_source) if not start else self._batch_source.iterate_from(start)
         for batch in batches:
             mb = batch if type(batch) is MiniBatch else MiniBatch.of(batch)
@@ -308,6 +335,8 @@ class BaseStrategy:
                 mb = mb.to(device)
             self.mb = mb
             self.training_step(**kwargs)
+        if parallel is not None:  # the sum of the global batches' losses
+            self.epoch_loss_sum = parallel.sum(self.epoch_loss_sum)
         self.clock.train_exp_epochs += 1
         self._fire("after_training_epoch", **kwargs)
 
@@ -327,7 +356,11 @@ class BaseStrategy:
         self.loss = self.criterion()
         for hook in hooks["before_backward"]:
             hook(self, **kwargs)
-        self.loss.backward()
+        parallel = self._parallel
+        loss = self.loss if parallel is None else parallel.loss_share(self.loss, self.mb_output)
+        loss.backward()
+        if parallel is not None:
+            parallel.sync_gradients()
         for hook in hooks["after_backward"]:
             hook(self, **kwargs)
         for hook in hooks["before_update"]:
@@ -335,12 +368,12 @@ class BaseStrategy:
         self.optimizer.step()
         for hook in hooks["after_update"]:
             hook(self, **kwargs)
-        self.epoch_loss_sum += self.loss.detach()
+        self.epoch_loss_sum += loss.detach()
         clock = self.clock
         clock.train_iterations += 1
         clock.train_exp_iterations += 1
         clock.train_epoch_iterations += 1
-        clock.train_samples += self.mb.y.shape[0]
+        clock.train_samples += self.mb.y.shape[0] if parallel is None else parallel.samples
         # A checkpoint may be taken here (the iteration is complete: see state_dict).
         self._at_iteration_end = True
         for hook in hooks["after_training_iteration"]:
@@ -375,7 +408,9 @@ class BaseStrategy:
 
         Runs batched, without gradients and in eval mode; the model's mode and
         the training state (``experience``, ``batch_source``) are restored after,
-        so an evaluator may call this from a training hook.
+        so an evaluator may call this from a training hook. Over several processes
+        every rank calls it: each evaluates a share of the batches and the correct
+        counts are summed, so every rank returns the same accuracies.
         """
         if isinstance(stream, Experience):
             stream = [stream]
@@ -393,7 +428,10 @@ class BaseStrategy:
             self.experience = experience
             self._fire("before_eval_exp", **kwargs)
             correct = torch.zeros((), dtype=torch.long, device=self.device)
-            source = DatasetBatchSource(experience.dataset, self.eval_mb_size, shuffle=False)
+            data = experience.dataset
+            if self._parallel is not None:  # each rank evaluates a share of the batches
+                data = self._parallel.eval_shard(data, self.eval_mb_size)
+            source = DatasetBatchSource(data, self.eval_mb_size, shuffle=False)
             device = _indexed(self.device)
             # Inlined like training_step: a hook no plugin overrides is an empty list.
             before, after = self._hooks["before_eval_iteration"], self._hooks["after_eval_iteration"]
@@ -409,6 +447,8 @@ class BaseStrategy:
                 correct += (self.mb_output.argmax(dim=1) == self.mb.y).sum()
                 for hook in after:
                     hook(self, **kwargs)
+            if self._parallel is not None:
+                correct = self._parallel.sum(correct)
             n = len(experience.dataset)
             results[experience.current_experience] = correct.item() / n if n else float("nan")
             self._fire("after_eval_exp", **kwargs)

@@ -25,6 +25,8 @@ from clreplay.replay.mixing.draws import (
 )
 from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.streaming import StreamingStoragePolicy
+from clreplay.replay.storage.consistency import check_replicated
+from clreplay.training import distributed as idist
 
 #: ``stream_extras(strategy, n) -> {column: values}``: extra columns for the ``n``
 #: stream samples of the batch just trained on (e.g. their logits), or None.
@@ -110,13 +112,31 @@ class OnlineReplayBatchSource(BatchSource):
         if mb is None:
             return
         policy, strategy = self.storage_policy, self.strategy
-        extras = None if self.stream_extras is None else self.stream_extras(strategy, len(mb))
+        extras = None if self.stream_extras is None else self._extras(len(mb))
         if isinstance(policy, StreamingStoragePolicy):
             policy.update_from_batch(strategy, mb.x, mb.y, mb.t, extras=extras)
         else:
             batch = _Batch(ClassificationDataset(mb.x, mb.y, mb.t), self.experience)
             policy(_BatchAsExperience(strategy, batch))
         self._stale = True
+        check_replicated(policy, strategy, full=False, when=(
+            f"step {strategy.clock.train_exp_iterations} of experience "
+            f"{self.experience.current_experience}"))
+
+    def _extras(self, n: int) -> Optional[Dict[str, Tensor]]:
+        """``stream_extras`` for the ``n`` stream samples of the batch just trained on.
+
+        In a distributed run the strategy's batch is this rank's slice, whose current
+        rows (first in it) are its share of the stream samples: each rank computes the
+        extras of its share and they are gathered in rank order, the stream's order.
+        """
+        strategy = self.strategy
+        if not idist.is_distributed(strategy):
+            return self.stream_extras(strategy, n)
+        local = self.stream_extras(strategy, int((~strategy.mb.from_memory).sum()))
+        if local is None:
+            return None
+        return {name: idist.all_gather(values) for name, values in sorted(local.items())}
 
     def __iter__(self) -> Iterator[MiniBatch]:
         return self._batches(iter(self.wraps))

@@ -68,6 +68,14 @@ class StoragePolicy(Described, Seeded, ABC):
     def __call__(self, strategy, **kwargs) -> None:
         """Store exemplars of ``strategy.experience`` in the replay memory."""
 
+    def setup(self, context) -> None:
+        """Take the run context (see :class:`~clreplay._seeding.Seeded`); over several
+        processes the memory is replicated, and its store digests every write so the
+        ranks can compare it at each update (:mod:`~clreplay.replay.storage.consistency`)."""
+        super().setup(context)
+        if context.world_size > 1 and self.store.write_digest is None:
+            self.store.track_writes()
+
     def __len__(self) -> int:
         """The number of samples stored, over all groups."""
         return sum(len(group) for group in self.ext_mem.values())

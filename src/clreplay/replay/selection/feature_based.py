@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.selection.base import ClassExemplarsSelectionStrategy
 from clreplay.replay.selection.features import extract_features
+from clreplay.training.distributed import is_distributed
 
 #: Above this many samples herding streams dot products instead of holding a Gram matrix.
 _GRAM_MAX_SAMPLES = 8192
@@ -33,7 +34,9 @@ class FeatureBasedExemplarsSelectionStrategy(ClassExemplarsSelectionStrategy, AB
     The features of a sample are the flattened output of the submodule
     ``layer_name`` of ``model`` (``""`` names the model itself), computed in eval
     mode without gradients, in batches of ``strategy.eval_mb_size`` on
-    ``strategy.device``; the model's mode is restored afterwards.
+    ``strategy.device``; the model's mode is restored afterwards. In a distributed
+    run each rank computes a share of the batches and all of them are gathered, so
+    every rank orders the same features.
     """
 
     needs_model = True
@@ -54,7 +57,8 @@ class FeatureBasedExemplarsSelectionStrategy(ClassExemplarsSelectionStrategy, AB
         """Flattened ``layer_name`` outputs of every sample of ``data``, on ``strategy.device``."""
         return extract_features(self.model, data, layer_name=self.layer_name,
                                 device=getattr(strategy, "device", "cpu"),
-                                batch_size=getattr(strategy, "eval_mb_size", None))
+                                batch_size=getattr(strategy, "eval_mb_size", None),
+                                gather=is_distributed(strategy))
 
     def make_sorted_indices(self, strategy, data: ClassificationDataset) -> List[int]:
         return self.make_sorted_indices_from_features(self.compute_features(strategy, data))

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.training import distributed as idist
 
 
 @torch.no_grad()
@@ -19,6 +20,7 @@ def extract_features(
     forward: Optional[Callable[[Tensor], Tensor]] = None,
     device="cpu",
     batch_size: Optional[int] = None,
+    gather: bool = False,
 ) -> Tensor:
     """One row per sample of ``data``: the flattened output of ``model``'s submodule
     ``layer_name`` (``""``: the model itself), or with ``layer_name=None`` of
@@ -27,6 +29,11 @@ def extract_features(
     Runs in eval mode without gradients, in batches of ``batch_size`` (all at once
     if None) on ``device``, and restores the model's mode. Every feature-based
     selection strategy, uncertainty selection and iCaRL's class means use it.
+
+    With ``gather`` in a process group (a distributed run), each rank computes the
+    rows of its share of the batches and the rows are all-gathered: every rank gets
+    the same bits, so no rank's floating-point quirks can make it select other
+    samples (see :func:`clreplay.training.distributed.map_batches`).
 
     >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
     >>> data = ClassificationDataset(torch.ones(5, 2), torch.zeros(5, dtype=torch.long))
@@ -43,19 +50,22 @@ def extract_features(
         layer = dict(model.named_modules())[layer_name]
         handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
     run = forward if forward is not None else model
+
+    def rows(start: int, stop: int) -> Tensor:
+        x, _, _ = data.get_batch(torch.arange(start, stop))
+        captured.clear()
+        out = run(x.to(device))
+        return (captured[-1] if handle is not None else out).flatten(start_dim=1)
+
+    if len(data) == 0:
+        if handle is not None:
+            handle.remove()
+        return torch.empty(0, 0, device=device)
     was_training = model.training
     model.eval()
     try:
-        chunks = []
-        for start in range(0, len(data), batch_size):
-            x, _, _ = data.get_batch(torch.arange(start, min(start + batch_size, len(data))))
-            captured.clear()
-            out = run(x.to(device))
-            chunks.append((captured[-1] if handle is not None else out).flatten(start_dim=1))
+        return idist.map_batches(rows, len(data), batch_size, gather=gather).to(device)
     finally:
         if handle is not None:
             handle.remove()
         model.train(was_training)
-    if not chunks:
-        return torch.empty(0, 0, device=device)
-    return torch.cat(chunks)

@@ -4,7 +4,8 @@ Both strategies score the samples with the strategy's prediction rule
 (``strategy.predict``, the model's outputs by default; ``strategy.model`` alone
 when the strategy has no ``predict``), in eval mode without gradients, in batches
 of ``strategy.eval_mb_size`` on ``strategy.device``, and keep the samples the
-model is least sure about first.
+model is least sure about first. In a distributed run the outputs are computed
+on shares of the batches and gathered, so every rank orders the same numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.selection.base import ClassExemplarsSelectionStrategy
 from clreplay.replay.selection.features import extract_features
+from clreplay.training.distributed import is_distributed
 
 
 def _check_logits(logits: Tensor, *, min_classes: int = 1) -> Tensor:
@@ -79,7 +81,8 @@ class OutputBasedSelectionStrategy(ClassExemplarsSelectionStrategy, ABC):
             )
         return extract_features(model, data, forward=getattr(strategy, "predict", None),
                                 device=getattr(strategy, "device", "cpu"),
-                                batch_size=getattr(strategy, "eval_mb_size", None))
+                                batch_size=getattr(strategy, "eval_mb_size", None),
+                                gather=is_distributed(strategy))
 
     def make_sorted_indices(self, strategy, data: ClassificationDataset) -> List[int]:
         outputs = self.compute_outputs(strategy, data)

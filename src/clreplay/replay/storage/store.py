@@ -30,7 +30,9 @@ from torch import Tensor
 
 from clreplay._validation import check_positive_int
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.replay.storage import checksum
 from clreplay.replay.storage.memmap import MappedFile, check_directory
+from clreplay.training import distributed as idist
 
 #: The columns every store has; extra columns are registered by name.
 CORE_COLUMNS = ("x", "y", "t", "origin")
@@ -115,6 +117,14 @@ class MemoryStore:
         self._files: Dict[str, MappedFile] = {}
         self.size = 0  # one past the highest row ever written
         self.transform = None  # the per-sample transform of the data stored, applied on reading
+        #: With :meth:`track_writes`, a checksum of every write since (rows and values, in order).
+        self.write_digest: Optional[Tensor] = None
+
+    def track_writes(self) -> None:
+        """Keep ``write_digest``, an exact checksum of every write from now on (its rows,
+        then every column's values as stored), so that replicas of a memory can be
+        compared at each update for the cost of what was written (distributed runs)."""
+        self.write_digest = torch.zeros(checksum.K, dtype=torch.float64)
 
     # ------------------------------------------------------------------ columns
     def register_column(self, name: str, shape: Sequence[int], dtype: torch.dtype, *,
@@ -208,6 +218,7 @@ class MemoryStore:
                 f"and dtype {x.dtype}"
             )
         self._ensure_rows(top)
+        digest = None if self.write_digest is None else checksum.digest_rows("rows", rows)
         for name, value in values.items():
             if name not in self.columns:
                 raise KeyError(f"values must name registered columns {sorted(self.columns)}, got {name!r}")
@@ -217,6 +228,11 @@ class MemoryStore:
                 self._files[name].write_rows(rows, value)
             else:
                 column.index_copy_(0, rows.to(column.device), value)
+            if digest is not None:
+                digest = digest.to(value.device) + checksum.digest_rows(name, value)
+        if digest is not None:
+            self.write_digest = checksum.chain(self.write_digest.to(digest.device),
+                                               checksum.combine(digest, "write"))
         self.size = max(self.size, top)
 
     def read(self, name: str, rows: Tensor) -> Tensor:
@@ -370,6 +386,8 @@ class MemoryStore:
                 f"extra columns of the saved memory ({saved}) differ from this store's ({mine})"
             )
         self.columns, self._files, self.size = {}, {}, int(state["size"])
+        if self.write_digest is not None:  # replicas loading one state digest alike from here
+            self.track_writes()
         columns = state["columns"]
         if not columns or self.size == 0:
             return
@@ -383,12 +401,18 @@ class MemoryStore:
 
 
 def _fill(spec: ColumnSpec, strategy, x: Tensor) -> Tensor:
-    """``spec.fill`` over new samples ``x``, in batches of ``strategy.eval_mb_size`` on its device."""
+    """``spec.fill`` over new samples ``x``, in batches of ``strategy.eval_mb_size`` on its device.
+
+    In a distributed run each rank fills a share of the batches and the values are
+    gathered, so every rank stores the same bits.
+    """
     device = torch.device(getattr(strategy, "device", "cpu"))
     batch = getattr(strategy, "eval_mb_size", None) or max(len(x), 1)
-    chunks = [torch.as_tensor(spec.fill(strategy, x[s : s + batch].to(device))).detach()
-              for s in range(0, len(x), batch)]
-    values = torch.cat(chunks)
+
+    def rows(start: int, stop: int) -> Tensor:
+        return torch.as_tensor(spec.fill(strategy, x[start:stop].to(device))).detach()
+
+    values = idist.map_batches(rows, len(x), batch, gather=idist.is_distributed(strategy))
     if tuple(values.shape) != (len(x), *spec.shape):
         raise ValueError(
             f"fill must return one row of shape {spec.shape} per sample, got shape {tuple(values.shape)}"

@@ -1,0 +1,108 @@
+"""Gradients summed over the ranks, bucket by bucket while the backward pass runs."""
+
+from __future__ import annotations
+
+import functools
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from clreplay.training import distributed as idist
+
+#: Buckets of about this many bytes: small enough that the first sums start early in the
+#: backward pass, large enough that a collective's fixed cost stays small.
+BUCKET_BYTES = 1 << 20
+
+
+class GradientReducer:
+    """Sums the gradients of a model's parameters over the ranks of the process group.
+
+    The parameters that require gradients are put in buckets of about
+    ``bucket_bytes`` (one dtype and device each), in reverse order: the order in
+    which a backward pass usually produces their gradients. Between :meth:`start`
+    and :meth:`finish` (around the strategy's backward pass), a bucket whose
+    gradients have all been accumulated is copied into one flat tensor and its
+    ``all_reduce`` starts at once, in the background, while the backward pass goes
+    on. Buckets start in the same order on every rank, each after the ones before it,
+    so the collectives always match. :meth:`finish` starts the buckets not started
+    yet (a parameter that got no gradient on this rank counts as zeros), waits for
+    every sum and gives each parameter the sum as its gradient (a view of its
+    bucket), or no gradient if no rank had one for it. Hooks outside that window
+    (another backward pass of a method) do nothing. The buckets are built again
+    when the set of parameters that require gradients changes (a model that grows).
+    """
+
+    def __init__(self, model: nn.Module, *, bucket_bytes: int = BUCKET_BYTES) -> None:
+        self.model = model
+        self.bucket_bytes = bucket_bytes
+        self._params: List[nn.Parameter] = []
+        self._buckets: List[List[nn.Parameter]] = []
+        self._hooks: list = []
+        self._active = False
+        self._ready: List[int] = []
+        self._works: List[Optional[Tuple[object, Tensor]]] = []
+        self._started = 0
+
+    def _build(self, params: List[nn.Parameter]) -> None:
+        for handle in self._hooks:
+            handle.remove()
+        groups: Dict[tuple, List[List[nn.Parameter]]] = {}
+        sizes: Dict[tuple, int] = {}
+        for p in reversed(params):
+            key = (p.dtype, p.device)
+            nbytes = p.numel() * p.element_size()
+            buckets = groups.setdefault(key, [[]])
+            if buckets[-1] and sizes[key] + nbytes > self.bucket_bytes:
+                buckets.append([])
+                sizes[key] = 0
+            buckets[-1].append(p)
+            sizes[key] = sizes.get(key, 0) + nbytes
+        self._buckets = [b for buckets in groups.values() for b in buckets]
+        self._hooks = [p.register_post_accumulate_grad_hook(functools.partial(self._on_grad, i))
+                       for i, bucket in enumerate(self._buckets) for p in bucket]
+        self._params = params
+
+    def start(self) -> None:
+        """Open the window of one backward pass."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if len(params) != len(self._params) or any(a is not b for a, b in zip(params, self._params)):
+            self._build(params)
+        self._ready = [0] * len(self._buckets)
+        self._works = [None] * len(self._buckets)
+        self._started = 0
+        self._active = True
+
+    def _on_grad(self, bucket: int, param: Tensor) -> None:
+        if not self._active:
+            return
+        self._ready[bucket] += 1
+        while (self._started < len(self._buckets)
+               and self._ready[self._started] == len(self._buckets[self._started])):
+            self._start_bucket(self._started)
+
+    def _start_bucket(self, b: int) -> None:
+        params = self._buckets[b]
+        first = params[0]
+        flags = torch.tensor([p.grad is not None for p in params], dtype=first.dtype, device=first.device)
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                          for p in params] + [flags])
+        self._works[b] = (idist.all_reduce_async_(flat), flat)
+        self._started = b + 1
+
+    def finish(self) -> None:
+        """Start what is left, wait for every sum and set the gradients; close the window."""
+        try:
+            while self._started < len(self._buckets):
+                self._start_bucket(self._started)
+            for params, (work, flat) in zip(self._buckets, self._works):
+                work.wait()
+                offset = 0
+                has_grad = (flat[-len(params):] > 0).tolist()
+                for p, has in zip(params, has_grad):
+                    n = p.numel()
+                    p.grad = flat[offset : offset + n].view_as(p) if has else None
+                    offset += n
+        finally:
+            self._active = False
+            self._works = []
