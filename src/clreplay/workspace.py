@@ -24,7 +24,7 @@ from clreplay.locking import LOCK_FILENAME
 
 #: Files and folders ``clreplay run --output DIR`` writes into DIR.
 RUN_FILES = ("results.json", "log.txt", "events.jsonl", "epochs.csv", "experiences.csv",
-             "accuracy_matrix.png", "accuracy_curves.png", "tensorboard")
+             "accuracy_matrix.png", "accuracy_curves.png", "task_accuracy_matrix.png", "tensorboard")
 
 
 def check_folder(path, flag: str) -> Path:
