@@ -223,3 +223,11 @@ def test_leftovers_of_killed_saves_are_removed_when_a_run_starts(tmp_path, capsy
     code, stdout, _ = run_cli(capsys, "--checkpoint-dir", str(ck))  # complete: nothing to save
     assert code == 0 and "3 of 3 experiences already trained" in stdout
     assert sorted(p.name for p in ck.iterdir()) == [CHECKPOINT_FILENAME]
+
+
+def test_every_plot_a_run_draws_is_one_of_its_files():
+    from clreplay.evaluation import plots
+    from clreplay.workspace import RUN_FILES
+
+    drawn = [value for name, value in vars(plots).items() if name.endswith("_PLOT")]
+    assert drawn and set(drawn) <= set(RUN_FILES)
