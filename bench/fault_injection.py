@@ -83,11 +83,11 @@ def child(point: str, at: int, argv: Sequence[str]) -> int:
     """Run ``clreplay`` with ``argv``, killing this process at the ``at``-th call of ``point``."""
     import io
 
-    import clreplay.replay.storage.memmap as memmap
     import torch
 
     import clreplay.checkpoint as checkpoint
     import clreplay.evaluation.loggers as loggers
+    import clreplay.replay.storage.memmap as memmap
     from clreplay.cli import main
 
     calls = {"n": 0}

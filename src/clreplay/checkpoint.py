@@ -50,8 +50,8 @@ from torch import Tensor
 
 from clreplay._validation import check_optional_positive_int, device_available
 from clreplay.locking import lock_file
-from clreplay.training.plugin import StrategyPlugin
 from clreplay.training import distributed as idist
+from clreplay.training.plugin import StrategyPlugin
 from clreplay.training.strategy import BaseStrategy
 
 #: Identifies clreplay checkpoints (a file without it is refused).

@@ -43,16 +43,15 @@ from clreplay.locking import lock_folder
 from clreplay.models import feature_layer_name, make_model
 from clreplay.replay.online import OnlineReplayPlugin
 from clreplay.replay.plugin import ReplayPlugin
-from clreplay.replay.policies.parametric import GROUPBY
 from clreplay.replay.registry import (
     POLICIES_WITH_SELECTION,
     make_selection_strategy,
     make_storage_policy,
 )
 from clreplay.run_config import RunConfig, renamed
+from clreplay.training import distributed as idist
 from clreplay.training.augmentation import AugmentationPlugin
 from clreplay.training.guards import NonFiniteLossGuard
-from clreplay.training import distributed as idist
 from clreplay.training.strategy import BaseStrategy, Naive
 from clreplay.workspace import check_folder, log_sizes, prepare_output
 
