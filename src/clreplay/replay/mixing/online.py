@@ -19,7 +19,12 @@ from clreplay._validation import check_positive_int
 from clreplay.data.batching import BatchSource
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.data.minibatch import MiniBatch
-from clreplay.replay.mixing.draws import MemoryReader, check_memory_transform, sample_without_replacement
+from clreplay.replay.mixing.draws import (
+    MemoryReader,
+    check_memory_transform,
+    memory_reader,
+    sample_without_replacement,
+)
 from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.streaming import StreamingStoragePolicy
 
@@ -63,7 +68,9 @@ class OnlineReplayBatchSource(BatchSource):
     columns ``stream_extras`` returns for them), otherwise by calling the policy
     with the batch as a tiny experience. Later passes (more than one epoch)
     replay without storing, so each sample is offered once. ``memory_transform``
-    is applied to the stacked memory samples only.
+    is applied to the stacked memory samples only. With ``memory_draws=d``, each
+    batch is followed by ``d`` independent draws of that many samples, in order
+    (e.g. DER++'s two memory batches, forwarded together).
     """
 
     def __init__(
@@ -75,6 +82,7 @@ class OnlineReplayBatchSource(BatchSource):
         memory_generator: torch.Generator,
         memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
         stream_extras: Optional[StreamExtras] = None,
+        memory_draws: int = 1,
     ) -> None:
         self.strategy = strategy
         self.experience = strategy.experience
@@ -84,16 +92,25 @@ class OnlineReplayBatchSource(BatchSource):
         self.memory_generator = memory_generator
         self.memory_transform = check_memory_transform(memory_transform)
         self.stream_extras = stream_extras
+        self.memory_draws = check_positive_int("memory_draws", memory_draws)
         self.passes = 0  # completed passes over the experience
+        self._masks: Dict[tuple, Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.wraps)
 
-    def _reader(self) -> Optional[MemoryReader]:
-        groups = [g for g in self.storage_policy.replay_groups().values() if len(g) > 0]
-        if not groups:
-            return None
-        return MemoryReader(groups, self.storage_policy.store, self.memory_transform)
+    def _mask(self, n: int, m: int, device) -> Tensor:
+        """The ``from_memory`` mask of ``n`` current then ``m`` replayed rows (made once a shape:
+        no step writes into it)."""
+        key = (n, m, device)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = self._masks[key] = torch.cat((torch.zeros(n, dtype=torch.bool, device=device),
+                                                 torch.ones(m, dtype=torch.bool, device=device)))
+        return mask
+
+    def _reader(self, previous: Optional[MemoryReader] = None) -> Optional[MemoryReader]:
+        return memory_reader(self.storage_policy, self.memory_transform, previous)
 
     def _store(self, mb: MiniBatch) -> None:
         policy, strategy = self.storage_policy, self.strategy
@@ -113,17 +130,20 @@ class OnlineReplayBatchSource(BatchSource):
             if reader is None:
                 yield mb
             else:
-                positions = sample_without_replacement(len(reader.memory), k, g)
+                size = len(reader.memory)
+                positions = sample_without_replacement(size, k, g)
+                if self.memory_draws > 1:  # independent draws, gathered at once
+                    positions = torch.cat([positions] + [sample_without_replacement(size, k, g)
+                                                         for _ in range(self.memory_draws - 1)])
                 rows = reader.rows(positions)
                 ym, tm = reader.labels(rows)
                 n = len(mb)
-                mask = torch.ones(n + len(rows), dtype=torch.bool, device=mb.y.device)
-                mask[:n] = False
+                mask = self._mask(n, len(rows), mb.y.device)
                 yield MiniBatch(torch.cat((mb.x, reader.x(rows))), torch.cat((mb.y, ym)),
                                 torch.cat((mb.t, tm)), from_memory=mask,
                                 memory_rows=reader.store_rows(rows), extras=reader.extras(rows))
             # Resumed when the loop wants the next batch: the step on this one is done.
             if store:
                 self._store(mb)
-                reader = self._reader()
+                reader = self._reader(reader)
         self.passes += 1
