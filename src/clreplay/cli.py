@@ -9,6 +9,7 @@ from typing import List, Optional
 from clreplay.benchmarks.registry import list_benchmarks
 from clreplay.replay.registry import list_policies, list_selections
 from clreplay.run import RunConfig, run_experiment
+from clreplay.strategies.registry import METHODS, all_options, list_methods
 
 _DEFAULTS = RunConfig()
 
@@ -36,6 +37,7 @@ def _add_run_parser(subparsers) -> None:
                    help="hidden layer sizes of the MLP")
     p.add_argument("--no-replay", dest="replay", action="store_false",
                    help="plain fine-tuning (Naive) without a memory, as a baseline")
+    _add_method_arguments(p)
     p.add_argument("--mem-size", type=int, default=_DEFAULTS.mem_size,
                    help="replay memory size (samples)")
     p.add_argument("--policy", default=None, choices=list_policies(),
@@ -76,9 +78,29 @@ def _add_run_parser(subparsers) -> None:
     p.set_defaults(handler=_run)
 
 
+def _add_method_arguments(p) -> None:
+    """``--method`` and one flag per method option, all read from the method registry."""
+    described = "; ".join(f"{name}: {m.summary}" for name, m in METHODS.items())
+    p.add_argument("--method", default=_DEFAULTS.method, choices=list_methods(),
+                   help=f"rehearsal method ({described}). The --policy, --selection, --groupby, "
+                   "--online and --task-balanced options are ER's; the other methods bring their "
+                   "own memory")
+    for name, takers in all_options().items():
+        option = takers[0][1]
+        defaults = ", ".join(f"{method}: {o.default}" for method, o in takers)
+        # SUPPRESS: an option not given stays unset (the method's default applies) and
+        # the help shows each method's default instead of "None".
+        p.add_argument(option.flag, dest=name, type=option.kind, default=argparse.SUPPRESS,
+                       metavar=name.upper(),
+                       help=f"{option.help} (--method {' or '.join(m for m, _ in takers)}; "
+                       f"default, the paper's MNIST setting: {defaults})")
+
+
 def _run(args: argparse.Namespace) -> int:
     fields = RunConfig.__dataclass_fields__
     config = RunConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    config.method_options = {name: getattr(args, name) for name in all_options()
+                             if getattr(args, name, None) is not None}
     run_experiment(config)
     return 0
 

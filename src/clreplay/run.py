@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
@@ -25,19 +25,17 @@ from clreplay.evaluation.loggers import default_loggers
 from clreplay.evaluation.plots import render_plots
 from clreplay.evaluation.reports import format_experience_stats, format_matrix, format_metrics
 from clreplay.evaluation.results import FORMAT_VERSION, write_results
-from clreplay.models import feature_layer_name, make_mlp
-from clreplay.replay.online import OnlineReplayPlugin
+from clreplay.models import make_mlp
 from clreplay.replay.policies.parametric import GROUPBY
-from clreplay.replay.plugin import ReplayPlugin
-from clreplay.replay.registry import (
-    POLICIES_WITH_SELECTION,
-    POLICY_OPTIONS,
-    list_policies,
-    list_selections,
-    make_selection_strategy,
-    make_storage_policy,
-)
+from clreplay.replay.registry import POLICY_OPTIONS, list_policies, list_selections
+from clreplay.strategies.er import build_replay_plugin  # noqa: F401  (the ER method's plugin)
+from clreplay.strategies.registry import get_method, list_methods
 from clreplay.training.strategy import BaseStrategy, Naive
+
+#: Replay options of ER alone, with the values that mean "not given" (flag, field, unset).
+_ER_ONLY = (("--policy", "policy", (None, "experience")), ("--selection", "selection", ("random",)),
+            ("--groupby", "groupby", (None,)), ("--online", "online", (False,)),
+            ("--task-balanced", "task_balanced", (False,)))
 
 
 @dataclass
@@ -53,8 +51,10 @@ class RunConfig:
     momentum: float = 0.9
     hidden: List[int] = field(default_factory=lambda: [256])
     replay: bool = True
+    method: str = "er"  # a rehearsal method of clreplay.strategies.registry
+    method_options: Dict[str, Any] = field(default_factory=dict)  # its options (defaults filled in)
     mem_size: int = 200
-    policy: Optional[str] = "experience"  # None: reservoir when online, else experience
+    policy: Optional[str] = "experience"  # ER's; None: reservoir when online, else experience
     selection: str = "random"
     seed: int = 0
     device: str = "cpu"
@@ -90,15 +90,38 @@ class RunConfig:
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise TypeError(f"{name} must be a path or None, got {value!r}")
         check_positive_int("mem_size", self.mem_size)
-        self._validate_replay_options()
-        check_choice("policy", self.policy, list_policies())
-        check_choice("selection", self.selection, list_selections())
+        self._validate_method()
+        if self.method == "er":
+            self._validate_replay_options()
+            check_choice("policy", self.policy, list_policies())
+            check_choice("selection", self.selection, list_selections())
         check_seed("seed", self.seed)
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError) as err:
             raise ValueError(f"device must name a torch device, got {self.device!r}") from err
         return self
+
+    def _validate_method(self) -> None:
+        """The method exists, its options are its own and in range (filled in with its
+        defaults), and it is not given options only ER takes; errors name the flags."""
+        check_choice("method", self.method, list_methods())
+        method = get_method(self.method)
+        self.method_options = method.resolve(self.method_options)
+        if self.method == "er":
+            return
+        if not self.replay:
+            raise ValueError(f"--no-replay is the naive baseline of --method er, got it with --method {self.method}")
+        given = [(flag, getattr(self, name)) for flag, name, unset in _ER_ONLY if getattr(self, name) not in unset]
+        given += [("--" + name.replace("_", "-"), getattr(self, name)) for name in ("batch_size_mem", "memmap_dir")
+                  if getattr(self, name) is not None and name not in method.replay_options]
+        if given:
+            flag, value = given[0]
+            shown = flag if value is True else f"{flag} {value!r}"
+            raise ValueError(f"{flag} does not apply to --method {self.method}, got {shown}")
+        check_optional_positive_int("batch_size_mem", self.batch_size_mem)
+        if self.memmap_dir is not None and not isinstance(self.memmap_dir, (str, os.PathLike)):
+            raise TypeError(f"memmap_dir must be a path or None, got {self.memmap_dir!r}")
 
     def _validate_replay_options(self) -> None:
         for name in ("online", "task_balanced"):
@@ -129,24 +152,10 @@ def build_benchmark(config: RunConfig) -> Benchmark:
     return get_benchmark(config.benchmark, *args, n_experiences=config.n_experiences, seed=config.seed)
 
 
-def build_replay_plugin(config: RunConfig, model: torch.nn.Module) -> ReplayPlugin | OnlineReplayPlugin:
-    selection = None
-    if config.policy in POLICIES_WITH_SELECTION:
-        selection = make_selection_strategy(
-            config.selection, model=model, layer_name=feature_layer_name(model)
-        )
-    policy = make_storage_policy(config.policy, config.mem_size, selection=selection,
-                                 groupby=config.groupby, memmap_dir=config.memmap_dir)
-    if config.online:
-        return OnlineReplayPlugin(config.mem_size, policy, batch_size_mem=config.batch_size_mem)
-    return ReplayPlugin(config.mem_size, policy, batch_size_mem=config.batch_size_mem,
-                        task_balanced=config.task_balanced)
-
-
 def build_strategy(config: RunConfig, benchmark: Benchmark) -> BaseStrategy:
     model = make_mlp(benchmark.n_features, benchmark.n_classes, config.hidden, seed=config.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    plugins = [build_replay_plugin(config, model)] if config.replay else []
+    plugins = get_method(config.method).build(config, model) if config.replay else []
     # A run resumed from a checkpoint continues its logs instead of truncating them.
     resuming = bool(config.checkpoint_dir) and checkpoint_path(config.checkpoint_dir).exists()
     loggers = default_loggers(config.output, append=resuming)
@@ -173,11 +182,13 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print) -> 
     config.validate()
     benchmark = build_benchmark(config)
     strategy = build_strategy(config, benchmark)
-    log(
-        f"clreplay: {benchmark.name}, {benchmark.n_experiences} experiences, "
-        f"{'replay mem_size=' + str(config.mem_size) + ' policy=' + config.policy if config.replay else 'no replay'}, "
-        f"seed={config.seed}"
-    )
+    if not config.replay:
+        what = "no replay"
+    elif config.method == "er":
+        what = f"replay mem_size={config.mem_size} policy={config.policy}"
+    else:
+        what = f"{get_method(config.method).describe(config.method_options)} mem_size={config.mem_size}"
+    log(f"clreplay: {benchmark.name}, {benchmark.n_experiences} experiences, {what}, seed={config.seed}")
     # Before reading the evaluator: loading replaces its history with the saved one.
     start = resume_if_saved(strategy, config.checkpoint_dir, config=config)
     if start:
