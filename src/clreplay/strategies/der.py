@@ -181,11 +181,11 @@ class DERPlugin(OnlineReplayPlugin):
                 matching = (out[n:end] - stored[: end - n]).square().mean()  # F.mse_loss, fewer checks
             else:
                 matching = logit_matching_loss(out[n:end], stored[: end - n], mb.extras[WIDTH][: end - n])
-            loss = loss + self.alpha * matching
+            loss = torch.add(loss, matching, alpha=self.alpha)  # one node for loss + alpha * matching
         if self.beta > 0:
             if self._appends_second:
                 if end < len(mb):
-                    loss = loss + self.beta * strategy.loss_fn(out[end:], mb.y[end:])
+                    loss = torch.add(loss, strategy.loss_fn(out[end:], mb.y[end:]), alpha=self.beta)
             else:
                 batch = self._sampler.draw(self.batch_size_mem or strategy.train_mb_size, self.generator,
                                            extras=False)
