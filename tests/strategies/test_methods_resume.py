@@ -8,7 +8,7 @@ import torch
 from clreplay.checkpoint import load_checkpoint, save_checkpoint
 from clreplay.run import RunConfig, build_benchmark, build_strategy
 from clreplay.strategies import list_methods
-from tests.test_checkpoint import same_tensors
+from tests.test_checkpoint import same_tensors, trained
 
 SMALL = RunConfig(epochs=1, n_experiences=5, mem_size=40, hidden=[16], batch_size=16, batch_size_mem=8,
                   lr=0.1, momentum=0.0)
@@ -24,13 +24,6 @@ def config_of(method):
 @pytest.fixture(scope="module")
 def bench():
     return build_benchmark(SMALL)
-
-
-def trained(config, bench, n):
-    strategy = build_strategy(config, bench)
-    for experience in bench.train_stream[:n]:
-        strategy.train(experience)
-    return strategy
 
 
 @pytest.mark.parametrize("method", list_methods())

@@ -19,12 +19,10 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-from clreplay._seeding import Seeded
 from clreplay._validation import check_positive_int
-from clreplay.replay.policies.base import StoragePolicy, check_storage_policy
+from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.experience_balanced import ExperienceBalancedStoragePolicy
-from clreplay.strategies.base import MemorySampler, Method, Option
-from clreplay.training.plugin import StrategyPlugin
+from clreplay.strategies.base import MemoryPlugin, MemorySampler, Method, Option
 
 
 def project_gradient(g: Tensor, g_ref: Tensor) -> Tensor:
@@ -41,7 +39,7 @@ def project_gradient(g: Tensor, g_ref: Tensor) -> Tensor:
     return g - (dot / torch.dot(g_ref, g_ref)) * g_ref
 
 
-class AGEMPlugin(Seeded, StrategyPlugin):
+class AGEMPlugin(MemoryPlugin):
     """A-GEM: project each step's gradient so it does not conflict with the memory's.
 
     After the backward pass of every step (once the memory holds anything),
@@ -64,12 +62,11 @@ class AGEMPlugin(Seeded, StrategyPlugin):
     -------
     >>> from clreplay.benchmarks import split_digits
     >>> from clreplay.training import Naive
-    >>> bench = split_digits()
-    >>> model = torch.nn.Linear(64, 10)
     >>> agem = AGEMPlugin(mem_size=100, sample_size=32)
-    >>> strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.1),
-    ...                  train_mb_size=10, plugins=[agem], seed=0)
-    >>> strategy.train(bench.train_stream[:2])
+    >>> linear = torch.nn.Linear(64, 10)
+    >>> strategy = Naive(linear, torch.optim.SGD(linear.parameters(), lr=0.1), train_mb_size=10,
+    ...                  plugins=[agem], seed=0)
+    >>> strategy.train(split_digits().train_stream[:2])
     >>> agem.projections > 0, [len(g) for g in agem.ext_mem.values()]
     (True, [50, 50])
     """
@@ -78,22 +75,12 @@ class AGEMPlugin(Seeded, StrategyPlugin):
 
     def __init__(self, mem_size: int = 200, sample_size: int = 128, *,
                  storage_policy: Optional[StoragePolicy] = None, seed: Optional[int] = None) -> None:
-        self.mem_size = check_positive_int("mem_size", mem_size)
         self.sample_size = check_positive_int("sample_size", sample_size)
         if storage_policy is None:
-            storage_policy = ExperienceBalancedStoragePolicy({}, self.mem_size)
-        self.storage_policy = check_storage_policy(storage_policy, self.mem_size)
-        self._init_seed(seed)
+            storage_policy = ExperienceBalancedStoragePolicy({}, check_positive_int("mem_size", mem_size))
+        self._init_memory(mem_size, storage_policy, seed)
         self._sampler = MemorySampler(self.storage_policy)
         self.projections = 0  # steps whose gradient was projected (not saved: a statistic)
-
-    @property
-    def ext_mem(self):
-        return self.storage_policy.ext_mem
-
-    def setup(self, context) -> None:
-        super().setup(context)
-        self.storage_policy.setup(context)
 
     def after_backward(self, strategy, **kwargs):
         """Replace the gradient by its projection against the memory's reference gradient."""
@@ -119,22 +106,6 @@ class AGEMPlugin(Seeded, StrategyPlugin):
     def after_training_exp(self, strategy, **kwargs):
         """Store samples of the experience just trained on."""
         self.storage_policy(strategy)
-
-    def state_dict(self) -> dict:
-        return {"mem_size": self.mem_size, "storage_policy": self.storage_policy.state_dict(),
-                "rng": self._seed_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        expected = {"mem_size", "storage_policy", "rng"}
-        if not isinstance(state, dict) or set(state) != expected:
-            raise KeyError(f"A-GEM state must have keys {sorted(expected)}, got {sorted(state)}")
-        if state["mem_size"] != self.mem_size:
-            raise ValueError(
-                f"mem_size of the saved memory ({state['mem_size']}) differs from this plugin's ({self.mem_size})"
-            )
-        self.storage_policy.load_state_dict(state["storage_policy"])
-        self._load_seed_state(state["rng"])
-
 
 def _flatten(grads, params) -> Tensor:
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)

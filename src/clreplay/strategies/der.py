@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clreplay.replay.online import OnlineReplayPlugin
-from clreplay.strategies.base import MemorySampler, Method, Option, stream_rows
+from clreplay.strategies.base import MemorySampler, Method, Option
 
 LOGITS, WIDTH = "logits", "logits_width"
 
@@ -90,12 +90,9 @@ class DERPlugin(OnlineReplayPlugin):
     -------
     >>> from clreplay.benchmarks import split_digits
     >>> from clreplay.training import Naive
-    >>> bench = split_digits()
-    >>> model = torch.nn.Linear(64, 10)
-    >>> der = DERPlugin(mem_size=100, alpha=0.2, beta=1.0)
-    >>> strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.1),
-    ...                  train_mb_size=10, plugins=[der], seed=0)
-    >>> strategy.train(bench.train_stream[0])
+    >>> model, der = torch.nn.Linear(64, 10), DERPlugin(mem_size=100, alpha=0.2, beta=1.0)
+    >>> Naive(model, torch.optim.SGD(model.parameters(), lr=0.1), train_mb_size=10,
+    ...       plugins=[der], seed=0).train(split_digits().train_stream[0])
     >>> der.ext_mem[0].targets.shape, der.storage_policy.store.extras["logits"].shape
     (torch.Size([100]), (10,))
     """

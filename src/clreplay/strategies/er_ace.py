@@ -62,12 +62,10 @@ class ERACEPlugin(OnlineReplayPlugin):
     -------
     >>> from clreplay.benchmarks import split_digits
     >>> from clreplay.training import Naive
-    >>> bench = split_digits()
+    >>> bench, ace = split_digits(), ERACEPlugin(mem_size=100)
     >>> model = torch.nn.Linear(64, 10)
-    >>> ace = ERACEPlugin(mem_size=100)
-    >>> strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.1),
-    ...                  train_mb_size=10, plugins=[ace], seed=0)
-    >>> strategy.train(bench.train_stream[:2])
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> Naive(model, optimizer, train_mb_size=10, plugins=[ace], seed=0).train(bench.train_stream[:2])
     >>> ace.seen_classes == sorted(set(bench.class_order[:4]))
     True
     """

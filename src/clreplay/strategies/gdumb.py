@@ -17,15 +17,13 @@ from typing import Dict, Iterator, List, Optional
 import torch
 from torch import nn
 
-from clreplay._seeding import Seeded
 from clreplay._validation import check_positive_int
 from clreplay.data.batching import BatchSource, DatasetBatchSource
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.mixing.balanced import split_evenly
 from clreplay.replay.policies.base import StoragePolicy, experience_of
 from clreplay.replay.storage.store import GroupPlan
-from clreplay.strategies.base import Method, Option
-from clreplay.training.plugin import StrategyPlugin
+from clreplay.strategies.base import MemoryPlugin, Method, Option
 
 
 class GreedyClassBalancedStoragePolicy(StoragePolicy):
@@ -138,7 +136,7 @@ class _MemoryPasses(BatchSource):
             yield from self.source
 
 
-class GDumbPlugin(Seeded, StrategyPlugin):
+class GDumbPlugin(MemoryPlugin):
     """GDumb: fill the greedy memory from the experience, then re-initialise the model
     and train it on the memory only.
 
@@ -160,12 +158,11 @@ class GDumbPlugin(Seeded, StrategyPlugin):
     -------
     >>> from clreplay.benchmarks import split_digits
     >>> from clreplay.training import Naive
-    >>> bench = split_digits()
-    >>> model = torch.nn.Linear(64, 10)
-    >>> gdumb = GDumbPlugin(mem_size=100, passes=4)
-    >>> strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.1),
-    ...                  train_mb_size=10, plugins=[gdumb], seed=0)
-    >>> strategy.train(bench.train_stream[:2])
+    >>> gdumb, experiences = GDumbPlugin(mem_size=100, passes=4), split_digits().train_stream[:2]
+    >>> net = torch.nn.Linear(64, 10)
+    >>> strategy = Naive(net, torch.optim.SGD(net.parameters(), lr=0.1), plugins=[gdumb],
+    ...                  train_mb_size=10, seed=0)
+    >>> strategy.train(experiences)
     >>> sorted(len(g) for g in gdumb.ext_mem.values()), strategy.clock.train_samples
     ([25, 25, 25, 25], 800)
     """
@@ -173,18 +170,9 @@ class GDumbPlugin(Seeded, StrategyPlugin):
     _seed_name = "gdumb"
 
     def __init__(self, mem_size: int = 200, *, passes: int = 128, seed: Optional[int] = None) -> None:
-        self.mem_size = check_positive_int("mem_size", mem_size)
         self.passes = check_positive_int("passes", passes)
-        self.storage_policy = GreedyClassBalancedStoragePolicy({}, self.mem_size)
-        self._init_seed(seed)
-
-    @property
-    def ext_mem(self):
-        return self.storage_policy.ext_mem
-
-    def setup(self, context) -> None:
-        super().setup(context)
-        self.storage_policy.setup(context)
+        policy = GreedyClassBalancedStoragePolicy({}, check_positive_int("mem_size", mem_size))
+        self._init_memory(mem_size, policy, seed)
 
     def before_training_exp(self, strategy, **kwargs):
         epochs = strategy.train_epochs
@@ -200,21 +188,6 @@ class GDumbPlugin(Seeded, StrategyPlugin):
         memory = ClassificationDataset.concat(groups) if groups else experience_of(strategy).dataset.subset([])
         shares = split_evenly(self.passes, epochs) if epochs else []
         strategy.batch_source = _MemoryPasses(memory, strategy.train_mb_size, shares, strategy.generator)
-
-    def state_dict(self) -> dict:
-        return {"mem_size": self.mem_size, "storage_policy": self.storage_policy.state_dict(),
-                "rng": self._seed_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        expected = {"mem_size", "storage_policy", "rng"}
-        if not isinstance(state, dict) or set(state) != expected:
-            raise KeyError(f"GDumb state must have keys {sorted(expected)}, got {sorted(state)}")
-        if state["mem_size"] != self.mem_size:
-            raise ValueError(
-                f"mem_size of the saved memory ({state['mem_size']}) differs from this plugin's ({self.mem_size})"
-            )
-        self.storage_policy.load_state_dict(state["storage_policy"])
-        self._load_seed_state(state["rng"])
 
 
 def _build(config, model: nn.Module) -> List:
