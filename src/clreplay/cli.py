@@ -20,6 +20,7 @@ from clreplay.replay.registry import (
     list_selections,
 )
 from clreplay.run import RunConfig, launch_experiment, run_experiment
+from clreplay.strategies.registry import METHODS, all_options, list_methods
 from clreplay.training import distributed as idist
 from clreplay.training.guards import NonFiniteLossError
 
@@ -113,6 +114,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-replay", dest="replay", action="store_false",
                    help="plain fine-tuning (Naive) without a memory, as a baseline (replay is on "
                    "unless this is given)")
+    _add_method_arguments(p)
     p.add_argument("--mem-size", type=int, default=_DEFAULTS.mem_size,
                    help="replay memory size, in samples")
     p.add_argument("--policy", default=None, type=_choice("--policy", list_policies()),
@@ -176,10 +178,32 @@ def flag_names(parser: argparse.ArgumentParser) -> dict:
             if action.dest in fields and action.option_strings}
 
 
+def _add_method_arguments(p) -> None:
+    """``--method`` and one flag per method option, all read from the method registry."""
+    described = "; ".join(f"{name}: {m.summary}" for name, m in METHODS.items())
+    p.add_argument("--method", default=_DEFAULTS.method, type=_choice("--method", list_methods()),
+                   metavar=_metavar(list_methods()),
+                   help=f"rehearsal method ({described}). The --policy, --selection, --groupby, "
+                   "--online and --task-balanced options are ER's; the other methods bring their "
+                   "own memory")
+    for name, takers in all_options().items():
+        option = takers[0][1]
+        defaults = ", ".join(f"{method}: {o.default}" for method, o in takers)
+        # SUPPRESS: an option not given stays unset (the method's default applies) and
+        # the help shows each method's default instead of "None".
+        p.add_argument(option.flag, dest=name, type=option.kind, default=argparse.SUPPRESS,
+                       metavar=name.upper(),
+                       help=f"{option.help} (--method {' or '.join(m for m, _ in takers)}; "
+                       f"default, the paper's MNIST setting: {defaults})")
+
+
 def _run(args: argparse.Namespace) -> int:
     from clreplay.presets import resolve_config
 
     given = {k: v for k, v in vars(args).items() if k in _RUN_FIELDS}
+    options = {name: getattr(args, name) for name in all_options() if hasattr(args, name)}
+    if options:  # over the preset's or file's method options, like any flag
+        given["method_options"] = options
     config = resolve_config(given, preset=args.preset, config_file=args.config)
     nproc = args.nproc
     if nproc is not None and (isinstance(nproc, bool) or nproc < 1):

@@ -40,15 +40,10 @@ from clreplay.evaluation.plots import render_plots
 from clreplay.evaluation.reports import format_experience_stats, format_matrix, format_metrics
 from clreplay.evaluation.results import FORMAT_VERSION, write_results
 from clreplay.locking import lock_folder
-from clreplay.models import feature_layer_name, make_model
-from clreplay.replay.online import OnlineReplayPlugin
-from clreplay.replay.plugin import ReplayPlugin
-from clreplay.replay.registry import (
-    POLICIES_WITH_SELECTION,
-    make_selection_strategy,
-    make_storage_policy,
-)
+from clreplay.models import make_model
 from clreplay.run_config import RunConfig, renamed
+from clreplay.strategies.er import build_replay_plugin
+from clreplay.strategies.registry import get_method
 from clreplay.training import distributed as idist
 from clreplay.training.augmentation import AugmentationPlugin
 from clreplay.training.guards import NonFiniteLossGuard
@@ -57,7 +52,6 @@ from clreplay.workspace import check_folder, log_sizes, prepare_output
 
 __all__ = ["RunConfig", "RunInterrupted", "build_benchmark", "build_replay_plugin",
            "build_strategy", "format_matrix", "run_experiment"]
-
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run; ``message`` says what was saved and how to resume."""
@@ -78,20 +72,6 @@ def build_benchmark(config: RunConfig) -> Benchmark:
     return bench
 
 
-def build_replay_plugin(config: RunConfig, model: torch.nn.Module) -> ReplayPlugin | OnlineReplayPlugin:
-    selection = None
-    if config.policy in POLICIES_WITH_SELECTION:
-        selection = make_selection_strategy(
-            config.selection, model=model, layer_name=feature_layer_name(model)
-        )
-    policy = make_storage_policy(config.policy, config.mem_size, selection=selection,
-                                 groupby=config.groupby, memmap_dir=config.memmap_dir)
-    if config.online:
-        return OnlineReplayPlugin(config.mem_size, policy, batch_size_mem=config.batch_size_mem)
-    return ReplayPlugin(config.mem_size, policy, batch_size_mem=config.batch_size_mem,
-                        task_balanced=config.task_balanced)
-
-
 def build_strategy(config: RunConfig, benchmark: Benchmark, *,
                    append_logs: Optional[bool] = None) -> BaseStrategy:
     """The run's strategy: model, SGD, replay plugin, augmentation, guard, periodic
@@ -104,7 +84,7 @@ def build_strategy(config: RunConfig, benchmark: Benchmark, *,
                        benchmark.n_classes, seed=config.seed, hidden=config.hidden,
                        width=config.width, mean=benchmark.mean, std=benchmark.std)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    plugins = [build_replay_plugin(config, model)] if config.replay else []
+    plugins = get_method(config.method).build(config, model) if config.replay else []
     if config.augments:
         # Crop and flip on the device, current and replayed samples alike.
         plugins.append(AugmentationPlugin(standard_augmentation(seed=derive_seed(config.seed, "augment"))))
@@ -238,8 +218,12 @@ def _save(strategy: BaseStrategy, path, config: RunConfig, *, logs: Optional[dic
 
 
 def _train(config, benchmark, strategy, payload, saved_path, log) -> dict:
-    replay = (f"replay mem_size={config.mem_size} policy={config.policy}" if config.replay
-              else "no replay")
+    if not config.replay:
+        replay = "no replay"
+    elif config.method == "er":
+        replay = f"replay mem_size={config.mem_size} policy={config.policy}"
+    else:
+        replay = f"{get_method(config.method).describe(config.method_options)} mem_size={config.mem_size}"
     log(f"clreplay: {benchmark.name}, {benchmark.n_experiences} experiences, {replay}, "
         f"model {config.model}{', augmented' if config.augments else ''}, seed={config.seed}")
     if benchmark.original_labels is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import torch
 
@@ -32,6 +32,11 @@ from clreplay.replay.registry import (
     list_selections,
 )
 
+#: Replay options of ER alone, with the values that mean "not given" (field, unset values):
+#: the other methods bring their own memory and would ignore them.
+_ER_ONLY = (("policy", (None, "experience")), ("selection", ("random",)), ("groupby", (None,)),
+            ("online", (False,)), ("task_balanced", (False,)))
+
 #: Replay options refused with ``replay=False`` when set (they would be silently ignored).
 _REPLAY_ONLY = ("selection", "groupby", "online", "batch_size_mem", "task_balanced", "memmap_dir")
 
@@ -49,8 +54,10 @@ class RunConfig:
     momentum: float = 0.9
     hidden: List[int] = field(default_factory=lambda: [256])
     replay: bool = True
+    method: str = "er"  # a rehearsal method of clreplay.strategies.registry
+    method_options: Dict[str, Any] = field(default_factory=dict)  # its options (defaults filled in)
     mem_size: int = 200
-    policy: Optional[str] = "experience"  # None: reservoir when online, else experience
+    policy: Optional[str] = "experience"  # ER's; None: reservoir when online, else experience
     selection: str = "random"
     seed: int = 0
     device: str = "cpu"
@@ -120,10 +127,12 @@ class RunConfig:
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
             raise ValueError(f"{n('name')} must be a non-empty str or None, got {self.name!r}")
         check_positive_int(n("mem_size"), self.mem_size)
-        self._validate_replay_options(n)
-        check_choice(n("policy"), self.policy, list_policies())
-        check_choice(n("selection"), self.selection, list_selections())
-        self._validate_selection(n)
+        self._validate_method(n)
+        if self.method == "er":
+            self._validate_replay_options(n)
+            check_choice(n("policy"), self.policy, list_policies())
+            check_choice(n("selection"), self.selection, list_selections())
+            self._validate_selection(n)
         check_seed(n("seed"), self.seed)
         self._validate_device(n)
         return self
@@ -155,6 +164,34 @@ class RunConfig:
         if self.augment is None:
             return self.benchmark in ("split_cifar10", "split_cifar100")
         return self.augment
+
+    def _validate_method(self, n: Callable[[str], str]) -> None:
+        """The method exists, its options are its own and in range (filled in with its
+        defaults), and it is not given the options only ER takes."""
+        from clreplay.strategies.registry import (  # strategies import the replay
+            get_method,
+            list_methods,
+        )
+
+        check_choice(n("method"), self.method, list_methods())
+        method = get_method(self.method)
+        self.method_options = method.resolve(self.method_options)
+        if self.method == "er":
+            return
+        if not self.replay:
+            raise ValueError(f"{_setting(n, 'replay', False)} is the naive baseline of "
+                             f"{n('method')} er, got it with {n('method')} {self.method}")
+        given = [name for name, unset in _ER_ONLY if getattr(self, name) not in unset]
+        given += [name for name in ("batch_size_mem", "memmap_dir")
+                  if getattr(self, name) is not None and name not in method.replay_options]
+        if given:
+            name = given[0]
+            raise ValueError(f"{n(name)} does not apply to {n('method')} {self.method}, got "
+                             f"{_setting(n, name, getattr(self, name))} ({self.method} keeps its own "
+                             f"memory; the replay options are {n('method')} er's)")
+        check_optional_positive_int(n("batch_size_mem"), self.batch_size_mem)
+        if self.memmap_dir is not None and not isinstance(self.memmap_dir, (str, os.PathLike)):
+            raise TypeError(f"{n('memmap_dir')} must be a path or None, got {self.memmap_dir!r}")
 
     def _validate_replay_options(self, n: Callable[[str], str]) -> None:
         for name in ("online", "task_balanced"):

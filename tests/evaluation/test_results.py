@@ -103,10 +103,10 @@ def test_comparison_table():
                     memory={"mem_size": None}, accuracy_matrix=[[1.0, 0.0], [0.0, 0.9]])
     lines = format_comparison({"herding": results(), "naive": naive}).splitlines()
     assert lines[0].split() == ["run", "avg", "acc", "avg", "incr", "acc", "forgetting", "BWT",
-                                "FWT", "memory", "time", "(s)"]
-    assert lines[2].split() == ["herding", "0.8500", "0.7250", "-0.2000", "+0.2000", "n/a", "50", "1.5"]
+                                "FWT", "memory", "time", "(s)", "method"]
+    assert lines[2].split() == ["herding", "0.8500", "0.7250", "-0.2000", "+0.2000", "n/a", "50", "1.5", "er"]
     assert lines[3].split()[:3] == ["naive", "0.4500", "0.7250"]
-    assert lines[3].split()[-2] == "n/a"  # no memory
+    assert lines[3].split()[-3:] == ["n/a", "1.5", "naive"]  # no memory; the time; the method
     assert "herding  0.600 0.850" in lines
     assert "naive    1.000 0.450" in lines
     assert "naive    split_digits, no replay" in lines

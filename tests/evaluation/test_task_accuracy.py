@@ -78,7 +78,8 @@ def test_report_compare_and_plots_show_both(tmp_path, capsys):
     assert "task-incremental accuracy (logits restricted to each experience's classes):" in report
     assert "task-incremental final average accuracy: 0.8750" in report
     table = format_comparison({"a": results}).splitlines()
-    assert table[0].split()[-2:] == ["task-IL", "acc"] and table[2].split()[-1] == "0.8750"
+    assert table[0].split()[-3:] == ["task-IL", "acc", "method"]
+    assert table[2].split()[-2:] == ["0.8750", "naive"]
     assert "a        1.000 0.875" in table  # task-IL mean on seen after each experience
     names = [p.name for p in render_plots(results, tmp_path)]
     assert names == ["accuracy_matrix.png", "accuracy_curves.png", "task_accuracy_matrix.png"]

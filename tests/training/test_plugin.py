@@ -52,3 +52,28 @@ def test_helper_methods_are_fine():
 def test_plugins_must_be_plugins():
     with pytest.raises(TypeError, match=r"plugins\[1\] must be a StrategyPlugin, got object"):
         _strategy([StrategyPlugin(), object()])
+
+
+def test_a_plugin_may_own_the_loss_and_the_prediction_rule():
+    class Owner(StrategyPlugin):
+        def criterion(self, strategy):
+            return strategy.mb_output.sum() * 0 + 7.0
+
+        def predict(self, strategy, x):
+            return -strategy.model(x)
+
+    strategy = _strategy([StrategyPlugin(), Owner()])
+    x = torch.ones(1, 2)
+    assert torch.equal(strategy.predict(x), -strategy.model(x))
+    strategy.mb_output = strategy.model(x)
+    assert strategy.criterion().item() == 7.0
+
+
+def test_two_plugins_cannot_own_one_seam():
+    class Loss(StrategyPlugin):
+        def criterion(self, strategy):
+            return 0.0
+
+    with pytest.raises(ValueError, match=r"plugins\[0\] \(Loss\) and plugins\[2\] \(Loss\) both define "
+                                         r"criterion\(\); at most one plugin may own"):
+        _strategy([Loss(), StrategyPlugin(), Loss()])

@@ -91,5 +91,8 @@ class DatasetBatchSource(BatchSource):
             rows = ds.storage_rows(order.to(ds.device))
         else:  # in order (evaluation): the dataset's own rows, without gathering them
             rows = ds.indices
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            yield ds.batch_from_rows(rows[start : start + self.batch_size])
+        # Labels for the whole epoch at once; per batch they are slices (one gather a batch).
+        y, t = ds.labels_from_rows(rows)
+        size = self.batch_size
+        for start in range(0, len(self) * size, size):
+            yield ds.x_from_rows(rows[start : start + size]), y[start : start + size], t[start : start + size]

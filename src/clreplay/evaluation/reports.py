@@ -73,6 +73,16 @@ def format_experience_stats(record: dict) -> str:
             f"{record['samples_per_s']:.0f} samples/s, memory {record['memory']['size']}")
 
 
+def method_of(config: dict) -> str:
+    """The rehearsal method of a run (``naive`` without replay; ``er`` for runs saved
+    before methods existed).
+
+    >>> method_of({"replay": False}), method_of({}), method_of({"method": "der"})
+    ('naive', 'er', 'der')
+    """
+    return "naive" if config.get("replay") is False else str(config.get("method", "er"))
+
+
 def run_label(config: dict, name: Optional[str] = None) -> str:
     """A short description of a run from its configuration, e.g.
     ``split_digits, replay 200 (class, herding)``; ``name`` (the benchmark's name in
@@ -82,6 +92,9 @@ def run_label(config: dict, name: Optional[str] = None) -> str:
     'split_digits, no replay'
     >>> run_label({"benchmark": "split_mnist", "replay": False}, "FashionMNIST")
     'FashionMNIST, no replay'
+    >>> run_label({"benchmark": "split_digits", "method": "derpp", "mem_size": 200,
+    ...            "method_options": {"alpha": 0.2, "beta": 1.0}})
+    'split_digits, derpp (alpha 0.2, beta 1.0), memory 200'
     """
     from clreplay.replay.registry import POLICIES_WITH_SELECTION
 
@@ -91,8 +104,12 @@ def run_label(config: dict, name: Optional[str] = None) -> str:
         augment = config.get("benchmark") in ("split_cifar10", "split_cifar100")
     if config.get("model", "mlp") != "mlp" or augment:
         parts.append(str(config.get("model", "mlp")) + (", augmented" if augment else ""))
+    method = method_of(config)
     if config.get("replay") is False:
         parts.append("no replay")
+    elif method != "er":
+        options = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in (config.get("method_options") or {}).items())
+        parts.append(f"{method}{f' ({options})' if options else ''}, memory {config.get('mem_size', '?')}")
     elif "mem_size" in config:
         policy = str(config.get("policy", "?"))
         if policy in POLICIES_WITH_SELECTION and config.get("selection"):
@@ -127,7 +144,7 @@ def format_comparison(runs: Dict[str, dict]) -> str:
 
     >>> a = {"config": {}, "accuracy_matrix": [[1.0, 0.0], [0.5, 1.0]], "forgetting": 0.5}
     >>> print(format_comparison({"a": a}).splitlines()[2].split())
-    ['a', 'n/a', 'n/a', '+0.5000', 'n/a', 'n/a', 'n/a', 'n/a']
+    ['a', 'n/a', 'n/a', '+0.5000', 'n/a', 'n/a', 'n/a', 'n/a', 'er']
     """
     if not isinstance(runs, dict) or not runs:
         raise ValueError(f"runs must be a non-empty dict from label to results, got {runs!r}")
@@ -136,7 +153,7 @@ def format_comparison(runs: Dict[str, dict]) -> str:
     titles = [title for _, title, _ in METRICS] + ["memory", "time (s)"]
     titles += [TASK_METRIC[1]] if with_task else []
     widths = [max(9, len(t)) for t in titles]
-    header = f"{'run':<{width}}" + "".join(f" {t:>{w}}" for t, w in zip(titles, widths))
+    header = f"{'run':<{width}}" + "".join(f" {t:>{w}}" for t, w in zip(titles, widths)) + "  method"
     lines = [header, "-" * len(header)]
     for label, results in runs.items():
         memory = (results.get("memory") or {}).get("mem_size")
@@ -145,7 +162,8 @@ def format_comparison(runs: Dict[str, dict]) -> str:
         cells += [_fmt(memory, "d"), _fmt(total, ".1f")]
         if with_task:
             cells.append(_fmt(results.get(TASK_METRIC[0]), TASK_METRIC[2]))
-        lines.append(f"{label:<{width}}" + "".join(f" {c:>{w}}" for c, w in zip(cells, widths)))
+        lines.append(f"{label:<{width}}" + "".join(f" {c:>{w}}" for c, w in zip(cells, widths))
+                     + f"  {method_of(results.get('config') or {})}")
     lines += ["", "mean accuracy on seen experiences after each experience:"]
     for label, results in runs.items():
         seen = accuracy_on_seen(results["accuracy_matrix"])

@@ -120,7 +120,10 @@ def resolve_config(
     layers.append(dict(given))
     values: Dict[str, Any] = {}
     for layer in layers:
+        options = {**values.get("method_options", {}), **layer.get("method_options", {})}
         values.update({k: v for k, v in layer.items() if k not in METADATA_KEYS})
+        if options:  # a method's options merge, key by key, like the other settings
+            values["method_options"] = options
     benchmark = values.get("benchmark", RunConfig.benchmark)
     if benchmark in _files():
         defaults = load_preset(benchmark)

@@ -97,8 +97,13 @@ class OnlineReplayPlugin(Seeded, MemoryPlugin):
             memory_generator=self.generator,
             memory_transform=self.memory_transform,
             stream_extras=self.stream_extras,
+            memory_draws=self.memory_draws(strategy),
         )
         strategy.batch_source = self._source
+
+    def memory_draws(self, strategy) -> int:
+        """Independent memory draws appended to each batch (1; DER++ takes 2)."""
+        return 1
 
     def stream_extras(self, strategy, n: int) -> Optional[Dict[str, Tensor]]:
         """Extra columns for the ``n`` stream samples just trained on (the first ``n``

@@ -36,6 +36,12 @@ class StrategyPlugin:
     Each hook is called as ``hook(strategy, **kwargs)``, in plugin order, and
     only for plugins that override it, so an unused hook costs nothing.
 
+    Beyond hooks, a plugin may own one of the strategy's seams by defining a
+    method of the same name: ``criterion(strategy) -> Tensor`` (the loss of the
+    current batch, e.g. DER's distillation) or ``predict(strategy, x) -> Tensor``
+    (class scores, e.g. iCaRL's nearest-mean classifier). The strategy calls the
+    one plugin that defines it; two plugins defining the same one are an error.
+
     >>> class CountIterations(StrategyPlugin):
     ...     def __init__(self):
     ...         self.count = 0
@@ -96,6 +102,33 @@ def check_plugin(plugin, index: int) -> None:
             f"plugins[{index}] ({type(plugin).__name__}) defines {name!r}, which is not a hook; "
             f"did you mean {close[0]!r}? (rename it if it is not meant as a hook)"
         )
+
+
+#: Strategy seams a plugin may own by defining a method of that name.
+SEAMS: Tuple[str, ...] = ("criterion", "predict")
+
+
+def seam_owner(plugins: Sequence[StrategyPlugin], seam: str):
+    """The one plugin that defines the method ``seam`` (see :data:`SEAMS`), or None.
+
+    >>> class Loss(StrategyPlugin):
+    ...     def criterion(self, strategy):
+    ...         return 0.0
+    >>> seam_owner([StrategyPlugin(), Loss()], "criterion").__class__.__name__
+    'Loss'
+    >>> seam_owner([Loss(), Loss()], "criterion")
+    Traceback (most recent call last):
+    ...
+    ValueError: plugins[0] (Loss) and plugins[1] (Loss) both define criterion(); at most one plugin may own a strategy's criterion
+    """
+    owners = [(i, p) for i, p in enumerate(plugins) if callable(getattr(p, seam, None))]
+    if len(owners) > 1:
+        (i, a), (j, b) = owners[:2]
+        raise ValueError(
+            f"plugins[{i}] ({type(a).__name__}) and plugins[{j}] ({type(b).__name__}) both define "
+            f"{seam}(); at most one plugin may own a strategy's {seam}"
+        )
+    return owners[0][1] if owners else None
 
 
 def build_dispatch(plugins: Sequence[StrategyPlugin]) -> Dict[str, List]:

@@ -21,7 +21,7 @@ from clreplay.data.minibatch import MiniBatch
 from clreplay.training import distributed as idist
 from clreplay.training.context import RunContext
 from clreplay.training.data_parallel import DataParallel
-from clreplay.training.plugin import StrategyPlugin, build_dispatch, check_plugin
+from clreplay.training.plugin import StrategyPlugin, build_dispatch, check_plugin, seam_owner
 
 
 @dataclass
@@ -109,7 +109,10 @@ class BaseStrategy:
     The seams a method overrides: :meth:`criterion` (the loss of the current batch),
     :meth:`forward` (the model's output in training), :meth:`predict` (the class
     scores every evaluation and uncertainty-based selection use) and
-    :meth:`make_train_batch_source`.
+    :meth:`make_train_batch_source`. A plugin may own :meth:`criterion` or
+    :meth:`predict` instead, by defining a method of that name (see
+    :class:`StrategyPlugin`): that is how the rehearsal methods of
+    :mod:`clreplay.strategies` plug in without a strategy of their own.
 
     Example
     -------
@@ -188,6 +191,9 @@ class BaseStrategy:
         self.plugins: List[StrategyPlugin] = plugins
         self.evaluator = evaluator
         self._hooks = build_dispatch(plugins)
+        # A plugin may own the loss or the prediction rule (DER, ER-ACE, iCaRL, ...).
+        self._criterion_owner = seam_owner(plugins, "criterion")
+        self._predict_owner = seam_owner(plugins, "predict")
 
         self.model = model.to(self.device)
         # Over several processes: global batches sliced over the ranks, gradients summed.
@@ -388,17 +394,23 @@ class BaseStrategy:
         """The loss of the current mini-batch: ``loss_fn(mb_output, mb_y)``.
 
         The seam a rehearsal method overrides or extends (e.g. DER adds a term on
-        the replayed rows, ``self.mb.from_memory``).
+        the replayed rows, ``self.mb.from_memory``). A plugin that defines
+        ``criterion(strategy)`` owns it: its value is the loss.
         """
+        if self._criterion_owner is not None:
+            return self._criterion_owner.criterion(self)
         return self.loss_fn(self.mb_output, self.mb.y)
 
     def predict(self, x: Tensor) -> Tensor:
         """Class scores for samples ``x``; the predicted class is their argmax.
 
         The one prediction rule: :meth:`eval` (and so the evaluator) and
-        uncertainty-based selection use it. Default: the model's output; iCaRL's
-        nearest-mean-of-exemplars classifier overrides it.
+        uncertainty-based selection use it. Default: the model's output; a plugin
+        that defines ``predict(strategy, x)`` owns it (iCaRL's nearest-mean-of-exemplars
+        classifier).
         """
+        if self._predict_owner is not None:
+            return self._predict_owner.predict(self, x)
         return self.model(x)
 
     # ------------------------------------------------------------- evaluation

@@ -75,6 +75,18 @@ def sample_without_replacement(n: int, k: int, generator: torch.Generator) -> Te
     return torch.tensor(out)
 
 
+def memory_reader(policy, memory_transform=None, previous: Optional["MemoryReader"] = None
+                  ) -> Optional["MemoryReader"]:
+    """A :class:`MemoryReader` over the non-empty replay groups of ``policy`` (None while
+    the memory is empty); ``previous`` itself when it still reads them (no new join)."""
+    groups = [g for g in policy.replay_groups().values() if len(g) > 0]
+    if not groups:
+        return None
+    if previous is not None and previous.reads(groups, policy.store, memory_transform):
+        return previous
+    return MemoryReader(groups, policy.store, memory_transform)
+
+
 class MemoryReader:
     """Reads replayed samples from memory groups: in place in their store when they are
     views of one (memory-mapped rows through the file, plus extra columns), else
@@ -83,10 +95,24 @@ class MemoryReader:
 
     def __init__(self, groups: Sequence[ClassificationDataset], store: Optional[MemoryStore],
                  memory_transform: Optional[Callable[[Tensor], Tensor]] = None) -> None:
-        self.memory = ClassificationDataset.concat(list(groups))
+        self.groups = list(groups)
+        self.memory = ClassificationDataset.concat(self.groups)
         self.store = store if store is not None and store.rows_of(self.memory) is not None else None
         self.memory_transform = memory_transform
         self._has_extras = self.store is not None and bool(self.store.extras)
+        self._extras_key = None if store is None else tuple(store.extras)
+
+    def reads(self, groups: Sequence[ClassificationDataset], store: Optional[MemoryStore],
+              memory_transform) -> bool:
+        """Whether this reader reads exactly ``groups`` (the same views) of ``store``.
+
+        Views are immutable: a policy that changes which rows a group holds makes new
+        views, while rows overwritten in place are read in place. So a reader of the
+        same views, store columns and transform reads the current memory.
+        """
+        return (len(groups) == len(self.groups) and all(a is b for a, b in zip(groups, self.groups))
+                and memory_transform is self.memory_transform
+                and (store is None or tuple(store.extras) == self._extras_key))
 
     def rows(self, positions: Tensor) -> Tensor:
         """Storage rows (store rows when store-backed) of memory ``positions``."""

@@ -21,6 +21,7 @@ from clreplay.data.minibatch import MiniBatch
 from clreplay.replay.mixing.draws import (
     MemoryReader,
     check_memory_transform,
+    memory_reader,
     sample_without_replacement,
 )
 from clreplay.replay.policies.base import StoragePolicy
@@ -69,7 +70,9 @@ class OnlineReplayBatchSource(BatchSource):
     columns ``stream_extras`` returns for them), otherwise by calling the policy
     with the batch as a tiny experience. Later passes (more than one epoch)
     replay without storing, so each sample is offered once. ``memory_transform``
-    is applied to the stacked memory samples only.
+    is applied to the stacked memory samples only. With ``memory_draws=d``, each
+    batch is followed by ``d`` independent draws of that many samples, in order
+    (e.g. DER++'s two memory batches, forwarded together).
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class OnlineReplayBatchSource(BatchSource):
         memory_generator: torch.Generator,
         memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
         stream_extras: Optional[StreamExtras] = None,
+        memory_draws: int = 1,
     ) -> None:
         self.strategy = strategy
         self.experience = strategy.experience
@@ -90,20 +94,31 @@ class OnlineReplayBatchSource(BatchSource):
         self.memory_generator = memory_generator
         self.memory_transform = check_memory_transform(memory_transform)
         self.stream_extras = stream_extras
+        self.memory_draws = check_positive_int("memory_draws", memory_draws)
         self.streamed = False  # whether a pass over the experience has started
         self._last: Optional[MiniBatch] = None  # the stream part of the batch in training
         self._reader: Optional[MemoryReader] = None
         self._stale = True
+        self._masks: Dict[tuple, Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.wraps)
 
     def _memory(self) -> Optional[MemoryReader]:
-        if self._stale:
-            groups = [g for g in self.storage_policy.replay_groups().values() if len(g) > 0]
-            self._reader = MemoryReader(groups, self.storage_policy.store, self.memory_transform) if groups else None
+        if self._stale:  # the memory changed since the last read: join its groups again
+            self._reader = memory_reader(self.storage_policy, self.memory_transform, self._reader)
             self._stale = False
         return self._reader
+
+    def _mask(self, n: int, m: int, device) -> Tensor:
+        """The ``from_memory`` mask of ``n`` current then ``m`` replayed rows (made once a shape:
+        no step writes into it)."""
+        key = (n, m, device)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = self._masks[key] = torch.cat((torch.zeros(n, dtype=torch.bool, device=device),
+                                                 torch.ones(m, dtype=torch.bool, device=device)))
+        return mask
 
     def store_last(self) -> None:
         """Offer the stream samples of the batch just trained on to the policy (first
@@ -157,12 +172,14 @@ class OnlineReplayBatchSource(BatchSource):
             if reader is None:
                 yield mb
                 continue
-            positions = sample_without_replacement(len(reader.memory), k, g)
+            size = len(reader.memory)
+            positions = sample_without_replacement(size, k, g)
+            if self.memory_draws > 1:  # independent draws, gathered at once
+                positions = torch.cat([positions] + [sample_without_replacement(size, k, g)
+                                                     for _ in range(self.memory_draws - 1)])
             rows = reader.rows(positions)
             ym, tm = reader.labels(rows)
-            n = len(mb)
-            mask = torch.ones(n + len(rows), dtype=torch.bool, device=mb.y.device)
-            mask[:n] = False
+            mask = self._mask(len(mb), len(rows), mb.y.device)
             yield MiniBatch(torch.cat((mb.x, reader.x(rows))), torch.cat((mb.y, ym)),
                             torch.cat((mb.t, tm)), from_memory=mask,
                             memory_rows=reader.store_rows(rows), extras=reader.extras(rows))

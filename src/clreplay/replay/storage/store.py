@@ -153,6 +153,38 @@ class MemoryStore:
         if self.columns and name not in self.columns:
             self.columns[name] = self._empty(name, (self._rows_held(), *shape), dtype)
 
+    def resize_column(self, name: str, shape: Sequence[int]) -> None:
+        """Give the extra column ``name`` a new per-row ``shape`` (e.g. the logits of a
+        head that grew): stored rows keep their values where the old and the new shape
+        overlap, the rest reads 0. Same dtype and ``fill``; either backend.
+
+        >>> store = MemoryStore(4)
+        >>> store.register_column("logits", (2,), torch.float32)
+        >>> data = ClassificationDataset(torch.zeros(1, 1), torch.tensor([0]))
+        >>> rows = store.apply({0: GroupPlan.of_new(torch.tensor([0]))}, data, origin=0,
+        ...                    extras={"logits": torch.tensor([[1.0, 2.0]])})
+        >>> store.resize_column("logits", (3,))
+        >>> store.read("logits", rows[0]).tolist()
+        [[1.0, 2.0, 0.0]]
+        """
+        spec = self.extras.get(name)
+        if spec is None:
+            raise ValueError(f"name must be a registered extra column {sorted(self.extras)}, got {name!r}")
+        shape = tuple(check_positive_int(f"shape[{i}]", s) for i, s in enumerate(shape))
+        if len(shape) != len(spec.shape):
+            raise ValueError(
+                f"shape must keep the {len(spec.shape)} dimension(s) of column {name!r} {spec.shape}, "
+                f"got {shape}"
+            )
+        self.extras[name] = ColumnSpec(shape, spec.dtype, spec.fill)
+        old = self.columns.get(name)
+        if old is None or shape == spec.shape:
+            return
+        new = self._empty(name, (old.shape[0], *shape), spec.dtype, old.device)
+        overlap = (slice(None),) + tuple(slice(0, min(a, b)) for a, b in zip(old.shape[1:], shape))
+        new[overlap] = old[overlap]
+        self.columns[name] = new
+
     @property
     def allocated(self) -> bool:
         return "x" in self.columns

@@ -1,0 +1,192 @@
+"""The README's table of rehearsal methods: final average accuracy (mean ± std over seeds)
+and wall time of naive, ER, DER, DER++, ER-ACE, A-GEM, GDumb and iCaRL.
+
+Benchmarks: split_digits (MLP 64-100-100-10) and class-incremental split
+Fashion-MNIST (5 experiences of 2 classes, classes in label order; MLP 784-100-100-10),
+read from the IDX files in ``--fmnist``. Settings (SGD without momentum, lr 0.1):
+
+* ``1ep-m200`` / ``1ep-m500``: one epoch per experience, stream batch 10 + memory batch 10,
+  memory 200 / 500;
+* ``5ep-m200``: five epochs per experience, batch 32 + memory batch 32, memory 200.
+
+Each run is built as ``clreplay run --method ...`` builds it (:func:`clreplay.run.build_strategy`)
+with the method's default hyper-parameters (the papers' MNIST settings); ER is the
+reservoir memory updated after each experience, A-GEM's reference batch is the memory
+batch, GDumb makes 128 passes over its memory at each evaluation point. Model and
+strategy seeds are the run's seed. Finished runs are kept in the JSON file, so an
+interrupted table resumes where it stopped.
+
+    python bench/methods_table.py                      # the full table (about an hour on one core)
+    python bench/methods_table.py --quick              # one seed, split_digits, one setting
+    python bench/methods_table.py --jobs 2             # runs in 2 processes (one thread each)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+_SRC = Path(__file__).resolve().parent.parent / "src"
+if _SRC.is_dir() and str(_SRC) not in sys.path:
+    sys.path.insert(0, str(_SRC))
+
+import torch  # noqa: E402
+
+from clreplay.benchmarks import split_digits, split_mnist  # noqa: E402
+from clreplay.run import RunConfig, build_strategy  # noqa: E402
+
+METHODS = ["naive", "er", "der", "derpp", "er-ace", "agem", "gdumb", "icarl"]
+LABELS = {"naive": "Naive (fine-tuning)", "er": "ER", "der": "DER", "derpp": "DER++",
+          "er-ace": "ER-ACE", "agem": "A-GEM", "gdumb": "GDumb", "icarl": "iCaRL"}
+#: name -> (epochs, batch size, memory batch, memory size)
+SETTINGS = {"1ep-m200": (1, 10, 10, 200), "1ep-m500": (1, 10, 10, 500), "5ep-m200": (5, 32, 32, 200)}
+DATASETS = {"digits": "split_digits", "fmnist": "split Fashion-MNIST"}
+HERE = Path(__file__).resolve().parent
+
+
+def config_for(method: str, setting: str, seed: int) -> RunConfig:
+    epochs, batch, batch_mem, mem = SETTINGS[setting]
+    config = RunConfig(epochs=epochs, batch_size=batch, lr=0.1, momentum=0.0, hidden=[100, 100],
+                       mem_size=mem, seed=seed)
+    if method == "naive":
+        return replace(config, replay=False).validate()
+    if method == "er":
+        return replace(config, policy="reservoir", batch_size_mem=batch_mem).validate()
+    if method == "agem":
+        return replace(config, method=method, method_options={"sample_size": batch_mem}).validate()
+    if method == "gdumb":
+        return replace(config, method=method).validate()
+    return replace(config, method=method, batch_size_mem=batch_mem).validate()
+
+
+def load_benchmark(dataset: str, fmnist_root: str):
+    # Classes in label order (seed=None), as in the reference runs; the seed varies the rest.
+    if dataset == "digits":
+        return split_digits(5, seed=None)
+    return split_mnist(fmnist_root, 5, seed=None)
+
+
+def run_one(key: Tuple[str, str, str, int], fmnist_root: str) -> dict:
+    """Train one method on one benchmark and setting with one seed."""
+    torch.set_num_threads(1)
+    dataset, setting, method, seed = key
+    bench = load_benchmark(dataset, fmnist_root)
+    config = config_for(method, setting, seed)
+    strategy = build_strategy(config, bench)
+    started = time.perf_counter()
+    for experience in bench.train_stream:
+        strategy.train(experience)
+    seconds = time.perf_counter() - started
+    final = strategy.evaluator.accuracy_matrix[-1]
+    return {"dataset": dataset, "setting": setting, "method": method, "seed": seed,
+            "accuracy": sum(final) / len(final), "final_row": final, "seconds": seconds,
+            "method_options": config.method_options}
+
+
+def _key(record: dict) -> str:
+    return f"{record['dataset']}/{record['setting']}/{record['method']}/{record['seed']}"
+
+
+def _naive_setting(setting: str) -> str:
+    # Naive has no memory: its 1ep-m500 run is its 1ep-m200 run.
+    return "1ep-m200" if setting == "1ep-m500" else setting
+
+
+def summarise(records: List[dict], datasets, settings, methods) -> Dict[tuple, dict]:
+    cells = {}
+    for dataset in datasets:
+        for setting in settings:
+            for method in methods:
+                wanted = _naive_setting(setting) if method == "naive" else setting
+                runs = [r for r in records if (r["dataset"], r["setting"], r["method"]) == (dataset, wanted, method)]
+                if not runs:
+                    continue
+                accs = [r["accuracy"] for r in runs]
+                cells[(dataset, setting, method)] = {
+                    "mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                    "seconds": statistics.mean(r["seconds"] for r in runs), "seeds": len(runs)}
+    return cells
+
+
+def markdown(cells, datasets, settings, methods) -> str:
+    columns = [(d, s) for d in datasets for s in settings]
+    head = "| method | " + " | ".join(f"{DATASETS[d]}, {s}" for d, s in columns) + " |"
+    lines = ["Final average accuracy (mean ± std over seeds):", "", head,
+             "| --- |" + " --- |" * len(columns)]
+    for method in methods:
+        row = [f"{cells[(d, s, method)]['mean']:.3f} ± {cells[(d, s, method)]['std']:.3f}"
+               if (d, s, method) in cells else "" for d, s in columns]
+        lines.append(f"| {LABELS[method]} | " + " | ".join(row) + " |")
+    lines += ["", "Wall time of one run (training and the evaluation after each experience, "
+              "mean over seeds, seconds, one thread):", "", head, "| --- |" + " --- |" * len(columns)]
+    for method in methods:
+        row = [f"{cells[(d, s, method)]['seconds']:.1f}" if (d, s, method) in cells else "" for d, s in columns]
+        lines.append(f"| {LABELS[method]} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="seed 0, split_digits, 1ep-m200 only")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
+    parser.add_argument("--fmnist", default="/usr/share/datasets/fashion-mnist",
+                        help="folder of the four Fashion-MNIST IDX files")
+    parser.add_argument("--jobs", type=int, default=1, help="processes (each on one thread)")
+    parser.add_argument("--out", default=str(HERE / "results" / "methods_table"),
+                        help="prefix of the .json (every run) and .md (the table) written")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.datasets, args.settings = [0], ["digits"], ["1ep-m200"]
+        args.out += "_quick"
+    torch.set_num_threads(1)
+    json_path, md_path = Path(args.out + ".json"), Path(args.out + ".md")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    records = json.loads(json_path.read_text())["runs"] if json_path.exists() else []
+    done = {_key(r) for r in records}
+    keys = []
+    for dataset in args.datasets:
+        for setting in args.settings:
+            for method in args.methods:
+                wanted = _naive_setting(setting) if method == "naive" else setting
+                for seed in args.seeds:
+                    key = (dataset, wanted, method, seed)
+                    if "/".join(map(str, key)) not in done and key not in keys:
+                        keys.append(key)
+    print(f"{len(keys)} runs to do ({len(done)} already in {json_path})", flush=True)
+
+    def save(record):
+        records.append(record)
+        json_path.write_text(json.dumps({"runs": records}, indent=1))
+        print(f"{_key(record):32s} accuracy {record['accuracy']:.4f}  {record['seconds']:6.1f} s", flush=True)
+
+    if args.jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            for record in pool.imap_unordered(_run_star, [(key, args.fmnist) for key in keys]):
+                save(record)
+    else:
+        for key in keys:
+            save(run_one(key, args.fmnist))
+    cells = summarise(records, args.datasets, args.settings, args.methods)
+    table = markdown(cells, args.datasets, args.settings, args.methods)
+    md_path.write_text(table + "\n")
+    print("\n" + table)
+    return 0
+
+
+def _run_star(item):
+    return run_one(*item)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""Rehearsal methods, one small file each, built on the replay memory and the strategy's seams.
+
+=========  ==================================  ==========================================
+name       Python                              what it changes
+=========  ==================================  ==========================================
+er         :class:`~clreplay.ReplayPlugin`     nothing: experience replay (the default)
+der        :class:`DERPlugin` (``beta=0``)     loss: + alpha * MSE to stored logits
+derpp      :class:`DERPlugin` (``beta>0``)     loss: + beta * CE on a second memory batch
+er-ace     :class:`ERACEPlugin`                loss: stream CE over current classes only
+agem       :class:`AGEMPlugin`                 gradient: projected against the memory's
+gdumb      :class:`GDumbPlugin`                training: from scratch, on the memory only
+icarl      :class:`ICaRLPlugin`                loss (BCE + distillation), nearest-mean prediction
+=========  ==================================  ==========================================
+
+Each is a :class:`~clreplay.training.StrategyPlugin` used with any strategy
+(e.g. :class:`~clreplay.training.Naive`); methods that change the loss or the
+prediction rule own the strategy's ``criterion`` or ``predict`` seam. The
+:mod:`~clreplay.strategies.registry` names them for the command line.
+"""
+
+from clreplay.strategies.agem import AGEMPlugin, project_gradient
+from clreplay.strategies.base import MemoryPlugin, MemorySampler, Method, Option, draw_from_memory
+from clreplay.strategies.der import DERPlugin, logit_matching_loss
+from clreplay.strategies.er_ace import ERACEPlugin, mask_logits
+from clreplay.strategies.gdumb import GDumbPlugin, GreedyClassBalancedStoragePolicy, reinitialise
+from clreplay.strategies.icarl import (
+    ICaRLPlugin,
+    class_means,
+    distillation_targets,
+    nearest_mean_scores,
+)
+from clreplay.strategies.registry import METHODS, get_method, list_methods
+
+__all__ = [
+    "AGEMPlugin",
+    "DERPlugin",
+    "ERACEPlugin",
+    "GDumbPlugin",
+    "GreedyClassBalancedStoragePolicy",
+    "ICaRLPlugin",
+    "METHODS",
+    "MemoryPlugin",
+    "MemorySampler",
+    "Method",
+    "Option",
+    "class_means",
+    "distillation_targets",
+    "draw_from_memory",
+    "get_method",
+    "list_methods",
+    "logit_matching_loss",
+    "mask_logits",
+    "nearest_mean_scores",
+    "project_gradient",
+    "reinitialise",
+]

@@ -1,0 +1,126 @@
+"""A-GEM: averaged gradient episodic memory.
+
+Chaudhry et al., "Efficient Lifelong Learning with A-GEM", ICLR 2019, Eq. 11:
+with ``g`` the gradient of the current mini-batch's loss and ``g_ref`` the
+gradient of the loss on a batch drawn at random from the episodic memory (both
+flattened over every trainable parameter), the update uses::
+
+    g~ = g - (g . g_ref / g_ref . g_ref) g_ref   if g . g_ref < 0,   else g
+
+so that, to first order, the step never increases the loss on the memory. The
+mini-batches themselves hold current samples only; the memory (balanced over
+experiences, updated after each one) only provides ``g_ref``.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+from torch import Tensor, nn
+
+from clreplay._validation import check_positive_int
+from clreplay.replay.policies.base import StoragePolicy
+from clreplay.replay.policies.experience_balanced import ExperienceBalancedStoragePolicy
+from clreplay.strategies.base import MemoryPlugin, MemorySampler, Method, Option
+
+
+def project_gradient(g: Tensor, g_ref: Tensor) -> Tensor:
+    """A-GEM's projection of the flat gradient ``g`` against the reference ``g_ref``.
+
+    >>> project_gradient(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])).tolist()
+    [0.5, 0.5]
+    >>> project_gradient(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0])).tolist()  # no conflict
+    [1.0, 1.0]
+    """
+    dot = torch.dot(g, g_ref)
+    if dot >= 0:  # also a zero reference gradient: nothing to protect
+        return g
+    return g - (dot / torch.dot(g_ref, g_ref)) * g_ref
+
+
+class AGEMPlugin(MemoryPlugin):
+    """A-GEM: project each step's gradient so it does not conflict with the memory's.
+
+    After the backward pass of every step (once the memory holds anything),
+    ``sample_size`` samples are drawn from the memory with the plugin's generator,
+    their loss (the strategy's ``loss_fn``) is differentiated with respect to the
+    model's trainable parameters, and the parameters' ``.grad`` are replaced by the
+    projected gradient (:func:`project_gradient`). After each experience the
+    memory takes samples of it through the storage policy.
+
+    Parameters
+    ----------
+    mem_size: samples in the episodic memory.
+    sample_size: memory samples per reference gradient (Seq-MNIST setting of the
+        DER paper: 128).
+    storage_policy: default ``ExperienceBalancedStoragePolicy(ext_mem={}, mem_size=mem_size)``:
+        an equal share of the memory for each experience seen.
+    seed: seeds the draws of reference batches (None: the run's stream).
+
+    Example
+    -------
+    >>> from clreplay.benchmarks import split_digits
+    >>> from clreplay.training import Naive
+    >>> agem = AGEMPlugin(mem_size=100, sample_size=32)
+    >>> linear = torch.nn.Linear(64, 10)
+    >>> strategy = Naive(linear, torch.optim.SGD(linear.parameters(), lr=0.1), train_mb_size=10,
+    ...                  plugins=[agem], seed=0)
+    >>> strategy.train(split_digits().train_stream[:2])
+    >>> agem.projections > 0, [len(g) for g in agem.ext_mem.values()]
+    (True, [50, 50])
+    """
+
+    _seed_name = "agem"
+
+    def __init__(self, mem_size: int = 200, sample_size: int = 128, *,
+                 storage_policy: Optional[StoragePolicy] = None, seed: Optional[int] = None) -> None:
+        self.sample_size = check_positive_int("sample_size", sample_size)
+        if storage_policy is None:
+            storage_policy = ExperienceBalancedStoragePolicy({}, check_positive_int("mem_size", mem_size))
+        self._init_memory(mem_size, storage_policy, seed)
+        self._sampler = MemorySampler(self.storage_policy)
+        self.projections = 0  # steps whose gradient was projected (not saved: a statistic)
+
+    def after_backward(self, strategy, **kwargs):
+        """Replace the gradient by its projection against the memory's reference gradient."""
+        batch = self._sampler.draw(self.sample_size, self.generator, extras=False)
+        if batch is None:
+            return
+        params = [p for p in strategy.model.parameters() if p.requires_grad]
+        device = params[0].device if params else strategy.device
+        x, y = batch.x.to(device), batch.y.to(device)
+        ref_loss = strategy.loss_fn(strategy.model(x), y)
+        ref = torch.autograd.grad(ref_loss, params, allow_unused=True)
+        g = _flatten([p.grad for p in params], params)
+        projected = project_gradient(g, _flatten(ref, params))
+        if projected is g:
+            return
+        self.projections += 1
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = projected[offset : offset + n].view_as(p).clone()
+            offset += n
+
+    def after_training_exp(self, strategy, **kwargs):
+        """Store samples of the experience just trained on."""
+        self.storage_policy(strategy)
+
+def _flatten(grads, params) -> Tensor:
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                      for g, p in zip(grads, params)])
+
+
+def _build(config, model: nn.Module) -> List:
+    return [AGEMPlugin(config.mem_size, config.method_options["sample_size"])]
+
+
+AGEM = Method(
+    name="agem",
+    summary="A-GEM: project the gradient when it conflicts with a memory batch's gradient",
+    paper="Chaudhry et al., Efficient Lifelong Learning with A-GEM, ICLR 2019",
+    build=_build,
+    options=(Option("sample_size", 128, "A-GEM: memory samples per reference gradient",
+                    kind=int, minimum=1),),
+)

@@ -1,0 +1,65 @@
+"""`clreplay run --method ...`: the registry's flags, their checks, and `compare` across methods."""
+
+import pytest
+
+from clreplay.cli import main
+from clreplay.evaluation import read_results, write_results
+from clreplay.run import RunConfig, run_experiment
+from clreplay.strategies import METHODS, list_methods
+
+SHORT = ["run", "--epochs", "1", "--n-experiences", "2", "--mem-size", "30", "--batch-size", "16",
+         "--hidden", "16"]
+
+
+def test_help_lists_every_method_and_its_options_with_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # words wrapped at hyphens
+    assert "--method {er,der,derpp,er-ace,agem,gdumb,icarl}" in out
+    for name, method in METHODS.items():
+        assert f"{name}: {method.summary}" in out
+        for option in method.options:
+            assert option.flag in out and f"{name}: {option.default}" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "der", "--beta", "0.5"], "--beta applies to --method derpp, got --beta 0.5 with --method der"),
+    (["--method", "derpp", "--alpha", "-1"], "--alpha must be a number >= 0.0, got -1.0"),
+    (["--method", "gdumb", "--passes", "0"], "--passes must be an int >= 1, got 0"),
+    (["--method", "agem", "--batch-size-mem", "4"], "--batch-size-mem does not apply to --method agem"),
+    (["--method", "er-ace", "--policy", "class"], "--policy does not apply to --method er-ace, got --policy 'class'"),
+    (["--method", "icarl", "--online"], "--online does not apply to --method icarl, got --online"),
+    (["--method", "der", "--no-replay"], "--no-replay is the naive baseline of --method er"),
+])
+def test_bad_method_options_are_refused_before_training(argv, message, capsys):
+    assert main(SHORT + argv) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "experience 1/2" not in captured.out
+
+
+def test_options_are_resolved_with_the_methods_defaults():
+    config = RunConfig(method="derpp", method_options={"beta": 2}).validate()
+    assert config.method_options == {"alpha": 0.2, "beta": 2.0}
+    assert RunConfig(method="icarl").validate().method_options == {}
+    with pytest.raises(ValueError, match="method must be one of 'er', 'der', .* got 'derp'; did you mean 'derpp', 'der'"):
+        RunConfig(method="derp").validate()
+
+
+def test_compare_labels_runs_by_method(tmp_path, capsys):
+    for method, options in [("derpp", {}), ("gdumb", {"passes": 2})]:
+        config = RunConfig(epochs=1, n_experiences=2, mem_size=30, batch_size=16, hidden=[16], method=method,
+                           method_options=options, batch_size_mem=8 if method == "derpp" else None)
+        write_results(run_experiment(config, log=lambda _: None), tmp_path / method / "out")
+    assert read_results(tmp_path / "derpp" / "out")["config"]["method_options"] == {"alpha": 0.2, "beta": 1.0}
+    capsys.readouterr()
+    plot = tmp_path / "cmp.png"
+    assert main(["compare", str(tmp_path / "derpp" / "out"), str(tmp_path / "gdumb" / "out"),
+                 "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    # Both folders are named "out": the runs are labelled by their method and options.
+    assert "split_digits, derpp (alpha 0.2, beta 1.0), memory 30" in out
+    assert "split_digits, gdumb (passes 2), memory 30" in out
+    rows = [line for line in out.splitlines() if line.startswith("split_digits")]
+    assert [row.split()[-1] for row in rows[:2]] == ["derpp", "gdumb"]  # the method column
+    assert plot.stat().st_size > 0
+    assert set(list_methods()) == set(METHODS)
