@@ -56,3 +56,41 @@ def test_checkpoint_keeps_stored_logits_and_the_previous_model(tmp_path, bench):
     assert same_tensors(plugin_state["old_model"], icarl.model.state_dict())
     assert plugin_state["means"].shape[0] == max(plugin_state["old_classes"]) + 1
     assert torch.is_tensor(plugin_state["present"])
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_a_method_stopped_mid_epoch_resumes_to_the_same_matrix(tmp_path, bench, method):
+    """``--checkpoint-every``: stopped at the end of an iteration inside experience 2's
+    second epoch, resumed from the last checkpoint taken inside it."""
+    from clreplay.checkpoint import CheckpointEvery
+    from clreplay.evaluation import EvaluationPlugin
+    from clreplay.models import make_mlp
+    from clreplay.strategies import get_method
+    from clreplay.training import Naive
+    from tests.test_checkpoint_inside_experience import Killed, KillAt
+
+    config = replace(config_of(method), epochs=2)
+    if method == "gdumb":  # 2 passes over its memory of 40 an epoch: 6 iterations
+        config = replace(config, method_options={"passes": 4})
+
+    def build(path, kill=(-1, -1, -1)):
+        model = make_mlp(bench.n_features, bench.n_classes, config.hidden, seed=0)
+        plugins = get_method(method).build(config, model) + [CheckpointEvery(path, 3), KillAt(*kill)]
+        return Naive(model, torch.optim.SGD(model.parameters(), lr=config.lr), train_mb_size=config.batch_size,
+                     train_epochs=config.epochs, plugins=plugins, seed=config.seed,
+                     evaluator=EvaluationPlugin(bench.test_stream))
+
+    reference = build(tmp_path / "ref.pt")
+    for experience in bench.train_stream[:3]:
+        reference.train(experience)
+    stopped = build(tmp_path / "c.pt", kill=(1, 1, 5))
+    with pytest.raises(Killed):
+        for experience in bench.train_stream[:3]:
+            stopped.train(experience)
+    resumed = build(tmp_path / "c.pt")
+    start = load_checkpoint(resumed, tmp_path / "c.pt")
+    assert start == 1 and resumed.resumes_inside_experience
+    for experience in bench.train_stream[start:3]:
+        resumed.train(experience)
+    assert resumed.evaluator.accuracy_matrix == reference.evaluator.accuracy_matrix
+    assert same_tensors(resumed.model.state_dict(), reference.model.state_dict())

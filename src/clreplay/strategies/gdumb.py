@@ -129,6 +129,12 @@ class _MemoryPasses(BatchSource):
     def __len__(self) -> int:
         return len(self.source) * (self.shares[self.epoch] if self.epoch < len(self.shares) else 0)
 
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+
     def __iter__(self) -> Iterator:
         passes = self.shares[self.epoch] if self.epoch < len(self.shares) else 0
         self.epoch += 1
@@ -181,9 +187,10 @@ class GDumbPlugin(MemoryPlugin):
                 f"passes ({self.passes}) must be at least the strategy's train_epochs ({epochs}): "
                 "each epoch makes at least one pass over the memory"
             )
-        self.storage_policy(strategy)
-        reinitialise(strategy.model, int(torch.randint(0, 2**62, (1,), generator=self.generator)))
-        strategy.optimizer.state.clear()
+        if not strategy.resuming_experience:  # else the checkpoint holds the filled memory and new model
+            self.storage_policy(strategy)
+            reinitialise(strategy.model, int(torch.randint(0, 2**62, (1,), generator=self.generator)))
+            strategy.optimizer.state.clear()
         groups = [g for g in self.ext_mem.values() if len(g) > 0]
         memory = ClassificationDataset.concat(groups) if groups else experience_of(strategy).dataset.subset([])
         shares = split_evenly(self.passes, epochs) if epochs else []

@@ -218,6 +218,9 @@ class BaseStrategy:
         self._epoch_start: Optional[tuple] = None
         self._at_iteration_end = False
         self._resume: Optional[dict] = None
+        #: True while the ``before_training_exp`` hooks of an experience resumed from a
+        #: checkpoint taken inside it run: model, optimiser and plugins hold that state.
+        self.resuming_experience = False
 
         for plugin in plugins:
             plugin.setup(self.context)
@@ -303,7 +306,13 @@ class BaseStrategy:
             self.clock.train_exp_iterations = 0
         self._batch_source = self.make_train_batch_source(experience)
         self._batch_source_replaced = False
-        self._fire("before_training_exp", **kwargs)
+        # Plugins that change the model or their state once per experience (GDumb's
+        # re-initialisation) skip that when it was done before the checkpoint.
+        self.resuming_experience = resume is not None
+        try:
+            self._fire("before_training_exp", **kwargs)
+        finally:
+            self.resuming_experience = False
         if self._parallel is not None:  # after the plugins: each rank trains on its slice
             self._batch_source = self._parallel.shard(self._batch_source)
         for _ in range(self.clock.train_exp_epochs, self.train_epochs):
