@@ -60,9 +60,8 @@ def test_bad_process_counts_are_refused_before_any_process_starts(capsys, monkey
     assert main(RUN + ["--nproc", "0"]) == 2
     assert "--nproc must be a positive int, got 0" in capsys.readouterr().err
     assert main(RUN + ["--batch-size", "31", "--nproc", "2"]) == 2
-    assert ("batch_size must be a multiple of world_size, the number of processes (--batch-size, "
-            "--nproc), so that each trains on batch_size / world_size samples of every batch; "
-            "got batch_size=31, world_size=2") in capsys.readouterr().err
+    assert ("--batch-size must be a multiple of --nproc, the number of processes, so that each "
+            "trains on an equal share of every batch; got --batch-size 31 with --nproc 2") in capsys.readouterr().err
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(RUN + ["--nproc", "2"]) == 2

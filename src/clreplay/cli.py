@@ -174,8 +174,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 def flag_names(parser: argparse.ArgumentParser) -> dict:
     """RunConfig field -> the flag that sets it (``mem_size`` -> ``--mem-size``)."""
     fields = RunConfig.__dataclass_fields__
-    return {action.dest: action.option_strings[-1] for action in parser._actions
-            if action.dest in fields and action.option_strings}
+    names = {action.dest: action.option_strings[-1] for action in parser._actions
+             if action.dest in fields and action.option_strings}
+    return {**names, "world_size": "--nproc"}  # set by --nproc (or torchrun's processes)
 
 
 def _add_method_arguments(p) -> None:
@@ -222,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             idist.teardown()
     elif nproc is not None and nproc > 1:
-        launch_experiment(config, nproc)
+        launch_experiment(config, nproc, names=args.flag_names)
     else:
         run_experiment(config, names=args.flag_names)  # every setting checked before any data is read
     return 0

@@ -303,7 +303,8 @@ def _experiment_worker(config: RunConfig) -> None:
     run_experiment(config)
 
 
-def launch_experiment(config: RunConfig, nproc: int, *, start_method: Optional[str] = None) -> None:
+def launch_experiment(config: RunConfig, nproc: int, *, start_method: Optional[str] = None,
+                      names: Optional[Mapping[str, str]] = None) -> None:
     """Run the main job in ``nproc`` local processes (gloo on the CPU, nccl on CUDA).
 
     ``config.batch_size`` stays the global batch; the configuration is checked here,
@@ -313,7 +314,7 @@ def launch_experiment(config: RunConfig, nproc: int, *, start_method: Optional[s
     or thread is live yet here) and spawns otherwise.
     """
     nproc = check_positive_int("nproc", nproc)
-    config = replace(config, world_size=nproc).validate()
+    config = replace(config, world_size=nproc).validate(names=names)
     if start_method is None:
         on_cpu = torch.device(config.device).type != "cuda"
         start_method = "fork" if on_cpu and sys.platform == "linux" else "spawn"

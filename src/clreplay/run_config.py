@@ -98,9 +98,9 @@ class RunConfig:
         check_positive_int(n("world_size"), self.world_size)
         if self.batch_size % self.world_size:
             raise ValueError(
-                f"{n('batch_size')} must be a multiple of world_size, the number of processes "
-                f"(--batch-size, --nproc), so that each trains on batch_size / world_size samples "
-                f"of every batch; got batch_size={self.batch_size}, world_size={self.world_size}"
+                f"{n('batch_size')} must be a multiple of {n('world_size')}, the number of processes, "
+                f"so that each trains on an equal share of every batch; got "
+                f"{_setting(n, 'batch_size', self.batch_size)} with {_setting(n, 'world_size', self.world_size)}"
             )
         check_positive_float(n("lr"), self.lr)
         if not isinstance(self.momentum, (int, float)) or isinstance(self.momentum, bool):
@@ -178,6 +178,9 @@ class RunConfig:
         self.method_options = method.resolve(self.method_options)
         if self.method == "er":
             return
+        if self.world_size > 1:
+            raise ValueError(f"{n('method')} {self.method} runs in one process (distributed training "
+                             f"supports {n('method')} er), got {_setting(n, 'world_size', self.world_size)}")
         if not self.replay:
             raise ValueError(f"{_setting(n, 'replay', False)} is the naive baseline of "
                              f"{n('method')} er, got it with {n('method')} {self.method}")

@@ -30,11 +30,21 @@ def test_help_lists_every_method_and_its_options_with_defaults(capsys):
     (["--method", "er-ace", "--policy", "class"], "--policy does not apply to --method er-ace, got --policy 'class'"),
     (["--method", "icarl", "--online"], "--online does not apply to --method icarl, got --online"),
     (["--method", "der", "--no-replay"], "--no-replay is the naive baseline of --method er"),
+    (["--method", "derpp", "--nproc", "2"], "--method derpp runs in one process (distributed training "
+                                            "supports --method er), got --nproc 2"),
 ])
 def test_bad_method_options_are_refused_before_training(argv, message, capsys):
     assert main(SHORT + argv) == 2
     captured = capsys.readouterr()
     assert message in captured.err and "experience 1/2" not in captured.out
+
+
+def test_a_misspelt_method_is_refused_with_suggestions(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(SHORT + ["--method", "derp"])
+    assert exit_.value.code == 2
+    assert "argument --method: must be one of 'er', 'der', 'derpp', 'er-ace', 'agem', 'gdumb', 'icarl', " \
+           "got 'derp'; did you mean 'derpp', 'der'?" in capsys.readouterr().err
 
 
 def test_options_are_resolved_with_the_methods_defaults():
@@ -63,3 +73,15 @@ def test_compare_labels_runs_by_method(tmp_path, capsys):
     assert [row.split()[-1] for row in rows[:2]] == ["derpp", "gdumb"]  # the method column
     assert plot.stat().st_size > 0
     assert set(list_methods()) == set(METHODS)
+
+
+@pytest.mark.parametrize("method", [m for m in list_methods() if m != "er"])
+def test_method_plugins_refuse_a_distributed_context(method):
+    from clreplay.models import make_mlp
+    from clreplay.training.context import RunContext
+
+    config = RunConfig(method=method).validate()
+    plugin = METHODS[method].build(config, make_mlp(64, 10, [8], seed=0))[0]
+    with pytest.raises(ValueError, match=r"runs in one process; got a run context with world_size 2"):
+        plugin.setup(RunContext(seed=0, rank=0, world_size=2))
+    plugin.setup(RunContext(seed=0, rank=0, world_size=1))  # one process: fine

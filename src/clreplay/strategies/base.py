@@ -160,7 +160,22 @@ def draw_from_memory(policy: StoragePolicy, count: int, generator: torch.Generat
     return MemorySampler(policy).draw(count, generator)
 
 
-class MemoryPlugin(Seeded, StrategyPlugin):
+class SingleProcess:
+    """Mixin of the methods not yet proven over several processes: ``setup`` refuses a
+    run context with ``world_size > 1`` (their extra forward and backward passes, masks
+    and gradient projections are per process; only ER's memory is checked to stay
+    identical on every rank)."""
+
+    def setup(self, context) -> None:
+        if context.world_size > 1:
+            raise ValueError(
+                f"{type(self).__name__} runs in one process; got a run context with world_size "
+                f"{context.world_size} (distributed training supports ER: ReplayPlugin, OnlineReplayPlugin)"
+            )
+        super().setup(context)
+
+
+class MemoryPlugin(SingleProcess, Seeded, StrategyPlugin):
     """A plugin that owns a storage policy and a seeded generator of its own (A-GEM,
     GDumb): the memory's ``ext_mem`` view, one setup for both seeds, and one state.
 

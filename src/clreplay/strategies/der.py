@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clreplay.replay.online import OnlineReplayPlugin
-from clreplay.strategies.base import MemorySampler, Method, Option
+from clreplay.strategies.base import MemorySampler, Method, Option, SingleProcess
 
 LOGITS, WIDTH = "logits", "logits_width"
 
@@ -69,7 +69,7 @@ def _zeros(shape, *, then=None):
     return fill
 
 
-class DERPlugin(OnlineReplayPlugin):
+class DERPlugin(SingleProcess, OnlineReplayPlugin):
     """DER (``beta=0``) and DER++ (``beta>0``) on a reservoir memory that stores logits.
 
     Online replay (:class:`~clreplay.OnlineReplayPlugin`): each step trains on the

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from clreplay.replay.online import OnlineReplayPlugin
-from clreplay.strategies.base import Method, stream_rows
+from clreplay.strategies.base import Method, SingleProcess, stream_rows
 
 
 def mask_logits(logits: Tensor, allowed: Tensor) -> Tensor:
@@ -48,7 +48,7 @@ def _grow(mask: Optional[Tensor], width: int, device) -> Tensor:
     return mask
 
 
-class ERACEPlugin(OnlineReplayPlugin):
+class ERACEPlugin(SingleProcess, OnlineReplayPlugin):
     """ER-ACE: online replay whose loss masks, for the incoming samples, the classes
     not yet present in the current experience (:meth:`criterion`).
 

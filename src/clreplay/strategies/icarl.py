@@ -38,7 +38,7 @@ from clreplay.replay.plugin import ReplayPlugin
 from clreplay.replay.policies.class_balanced import ClassBalancedStoragePolicy
 from clreplay.replay.selection.feature_based import HerdingSelectionStrategy
 from clreplay.replay.selection.features import extract_features
-from clreplay.strategies.base import Method
+from clreplay.strategies.base import Method, SingleProcess
 
 
 def class_means(features: Tensor, labels: Tensor, n_classes: int) -> Tuple[Tensor, Tensor]:
@@ -99,7 +99,7 @@ def default_feature_layer(model: nn.Module) -> str:
     )
 
 
-class ICaRLPlugin(ReplayPlugin):
+class ICaRLPlugin(SingleProcess, ReplayPlugin):
     """iCaRL (see the module's description): herding memory, BCE distillation loss
     (:meth:`criterion`) and nearest-mean-of-exemplars prediction (:meth:`predict`).
 
