@@ -67,7 +67,7 @@ def test_a_method_stopped_mid_epoch_resumes_to_the_same_matrix(tmp_path, bench, 
     from clreplay.models import make_mlp
     from clreplay.strategies import get_method
     from clreplay.training import Naive
-    from tests.test_checkpoint_inside_experience import Killed, KillAt
+    from tests.test_checkpoint_inside_experience import KillAt, Killed
 
     config = replace(config_of(method), epochs=2)
     if method == "gdumb":  # 2 passes over its memory of 40 an epoch: 6 iterations
