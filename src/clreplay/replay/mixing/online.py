@@ -9,12 +9,12 @@ holds them. The per-step cost is a handful of tensor operations.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Mapping, Optional
 
 import torch
 from torch import Tensor
 
-from clreplay._validation import check_positive_int
+from clreplay._validation import check_int, check_positive_int
 from clreplay.data.batching import BatchSource
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.data.minibatch import MiniBatch
@@ -55,6 +55,27 @@ class _Batch:
         self.task_label = getattr(experience, "task_label", 0)
 
 
+class _Deferred(Mapping):
+    """A mapping computed by ``compute()`` on first use (None reads as empty)."""
+
+    def __init__(self, compute: Callable[[], Optional[Mapping]]) -> None:
+        self._compute, self._values = compute, None
+
+    def _get(self) -> Mapping:
+        if self._values is None:
+            self._values = self._compute() or {}
+        return self._values
+
+    def __getitem__(self, key):
+        return self._get()[key]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
 class OnlineReplayBatchSource(BatchSource):
     """The strategy's batches for the experience, each followed by memory samples; the
     memory updated as it goes.
@@ -72,7 +93,8 @@ class OnlineReplayBatchSource(BatchSource):
     replay without storing, so each sample is offered once. ``memory_transform``
     is applied to the stacked memory samples only. With ``memory_draws=d``, each
     batch is followed by ``d`` independent draws of that many samples, in order
-    (e.g. DER++'s two memory batches, forwarded together).
+    (e.g. DER++'s two memory batches, forwarded together); ``memory_draws=0`` trains on
+    the stream alone (the memory still fills: e.g. ER-ACE's first experience).
     """
 
     def __init__(
@@ -94,7 +116,7 @@ class OnlineReplayBatchSource(BatchSource):
         self.memory_generator = memory_generator
         self.memory_transform = check_memory_transform(memory_transform)
         self.stream_extras = stream_extras
-        self.memory_draws = check_positive_int("memory_draws", memory_draws)
+        self.memory_draws = check_int("memory_draws", memory_draws, minimum=0)
         self.streamed = False  # whether a pass over the experience has started
         self._last: Optional[MiniBatch] = None  # the stream part of the batch in training
         self._reader: Optional[MemoryReader] = None
@@ -127,7 +149,9 @@ class OnlineReplayBatchSource(BatchSource):
         if mb is None:
             return
         policy, strategy = self.storage_policy, self.strategy
-        extras = None if self.stream_extras is None else self._extras(len(mb))
+        # Computed when the policy keeps one of the samples: a full reservoir keeps
+        # mem_size / seen of them, so most steps of a long stream store nothing.
+        extras = None if self.stream_extras is None else _Deferred(lambda: self._extras(len(mb)))
         if isinstance(policy, StreamingStoragePolicy):
             policy.update_from_batch(strategy, mb.x, mb.y, mb.t, extras=extras)
         else:
@@ -168,7 +192,7 @@ class OnlineReplayBatchSource(BatchSource):
         for batch in stream:
             mb = MiniBatch.of(batch)
             self._last = mb if first_pass else None
-            reader = self._memory()
+            reader = self._memory() if self.memory_draws else None
             if reader is None:
                 yield mb
                 continue
