@@ -1,4 +1,5 @@
-"""MemoryPlugin: what every replay plugin shares (a memory kept by a storage policy)."""
+"""MemoryPlugin: what every replay plugin shares (a memory kept by a storage policy);
+SeededMemoryPlugin: the same with a generator of its own (online replay, A-GEM, GDumb)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Callable, Optional
 
 from torch import Tensor
 
+from clreplay._seeding import Seeded
 from clreplay._validation import check_optional_positive_int, check_positive_int
 from clreplay.replay.mixing.draws import check_memory_transform
 from clreplay.replay.policies.base import StoragePolicy, check_storage_policy
@@ -74,3 +76,22 @@ class MemoryPlugin(StrategyPlugin):
 
     def _load_extra_state(self, state: dict) -> None:
         pass
+
+
+class SeededMemoryPlugin(Seeded, MemoryPlugin):
+    """A :class:`MemoryPlugin` that draws from a generator of its own (``self.generator``),
+    seeded from ``seed`` or, when None, from the run context's stream named after
+    the class's ``_seed_name``; the generator is saved with the memory (``rng``).
+    Subclasses call :meth:`_init_seed` after ``MemoryPlugin.__init__``.
+    """
+
+    def setup(self, context) -> None:
+        """Take the run's seed for the plugin's draws; hand the context to the policy."""
+        Seeded.setup(self, context)
+        MemoryPlugin.setup(self, context)
+
+    def _extra_state(self) -> dict:
+        return {"rng": self._seed_state()}
+
+    def _load_extra_state(self, state: dict) -> None:
+        self._load_seed_state(state["rng"])

@@ -11,15 +11,14 @@ from typing import Callable, Dict, Optional
 
 from torch import Tensor
 
-from clreplay._seeding import Seeded
-from clreplay.replay.memory_plugin import MemoryPlugin
+from clreplay.replay.memory_plugin import MemoryPlugin, SeededMemoryPlugin
 from clreplay.replay.mixing.online import OnlineReplayBatchSource
 from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.reservoir import ReservoirSamplingStoragePolicy
 from clreplay.replay.storage.consistency import check_replicated
 
 
-class OnlineReplayPlugin(Seeded, MemoryPlugin):
+class OnlineReplayPlugin(SeededMemoryPlugin):
     """Online experience replay: one memory update per incoming mini-batch.
 
     For online continual learning (a single pass, small mini-batches, possibly
@@ -83,11 +82,6 @@ class OnlineReplayPlugin(Seeded, MemoryPlugin):
         self._init_seed(seed)
         self._source: Optional[OnlineReplayBatchSource] = None
 
-    def setup(self, context) -> None:
-        """Take the run's seed for the memory draws; hand it to the storage policy."""
-        Seeded.setup(self, context)
-        MemoryPlugin.setup(self, context)
-
     def before_training_exp(self, strategy, **kwargs):
         """Make the strategy train on stream batches plus memory, storing as it goes."""
         self._source = OnlineReplayBatchSource(
@@ -123,9 +117,3 @@ class OnlineReplayPlugin(Seeded, MemoryPlugin):
         # Every step was checked lightly; every byte once per experience.
         check_replicated(self.storage_policy, strategy,
                          when=f"experience {strategy.experience.current_experience}")
-
-    def _extra_state(self) -> dict:
-        return {"rng": self._seed_state()}
-
-    def _load_extra_state(self, state: dict) -> None:
-        self._load_seed_state(state["rng"])

@@ -19,7 +19,7 @@ prediction rule own the strategy's ``criterion`` or ``predict`` seam. The
 """
 
 from clreplay.strategies.agem import AGEMPlugin, project_gradient
-from clreplay.strategies.base import MemoryPlugin, MemorySampler, Method, Option, draw_from_memory
+from clreplay.strategies.base import MemorySampler, Method, Option, SingleProcess, draw_from_memory
 from clreplay.strategies.der import DERPlugin, logit_matching_loss
 from clreplay.strategies.er_ace import ERACEPlugin, mask_logits
 from clreplay.strategies.gdumb import GDumbPlugin, GreedyClassBalancedStoragePolicy, reinitialise
@@ -39,10 +39,10 @@ __all__ = [
     "GreedyClassBalancedStoragePolicy",
     "ICaRLPlugin",
     "METHODS",
-    "MemoryPlugin",
     "MemorySampler",
     "Method",
     "Option",
+    "SingleProcess",
     "class_means",
     "distillation_targets",
     "draw_from_memory",

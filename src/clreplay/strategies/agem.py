@@ -20,9 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from clreplay._validation import check_positive_int
+from clreplay.replay.memory_plugin import SeededMemoryPlugin
 from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.experience_balanced import ExperienceBalancedStoragePolicy
-from clreplay.strategies.base import MemoryPlugin, MemorySampler, Method, Option
+from clreplay.strategies.base import MemorySampler, Method, Option, SingleProcess
 
 
 def project_gradient(g: Tensor, g_ref: Tensor) -> Tensor:
@@ -39,7 +40,7 @@ def project_gradient(g: Tensor, g_ref: Tensor) -> Tensor:
     return g - (dot / torch.dot(g_ref, g_ref)) * g_ref
 
 
-class AGEMPlugin(MemoryPlugin):
+class AGEMPlugin(SingleProcess, SeededMemoryPlugin):
     """A-GEM: project each step's gradient so it does not conflict with the memory's.
 
     After the backward pass of every step (once the memory holds anything),
@@ -72,13 +73,15 @@ class AGEMPlugin(MemoryPlugin):
     """
 
     _seed_name = "agem"
+    _state_name = "A-GEM"
 
     def __init__(self, mem_size: int = 200, sample_size: int = 128, *,
                  storage_policy: Optional[StoragePolicy] = None, seed: Optional[int] = None) -> None:
         self.sample_size = check_positive_int("sample_size", sample_size)
         if storage_policy is None:
             storage_policy = ExperienceBalancedStoragePolicy({}, check_positive_int("mem_size", mem_size))
-        self._init_memory(mem_size, storage_policy, seed)
+        SeededMemoryPlugin.__init__(self, mem_size, storage_policy, default_policy=None)
+        self._init_seed(seed)
         self._sampler = MemorySampler(self.storage_policy)
         self.projections = 0  # steps whose gradient was projected (not saved: a statistic)
 

@@ -17,11 +17,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from clreplay._seeding import Seeded
-from clreplay._validation import check_positive_int
 from clreplay.data.minibatch import MiniBatch
 from clreplay.replay.mixing.draws import MemoryReader, memory_reader, sample_without_replacement
-from clreplay.replay.policies.base import StoragePolicy, check_storage_policy
+from clreplay.replay.policies.base import StoragePolicy
 from clreplay.training.plugin import StrategyPlugin
 
 
@@ -173,45 +171,6 @@ class SingleProcess:
                 f"{context.world_size} (distributed training supports ER: ReplayPlugin, OnlineReplayPlugin)"
             )
         super().setup(context)
-
-
-class MemoryPlugin(SingleProcess, Seeded, StrategyPlugin):
-    """A plugin that owns a storage policy and a seeded generator of its own (A-GEM,
-    GDumb): the memory's ``ext_mem`` view, one setup for both seeds, and one state.
-
-    Subclasses call :meth:`_init_memory` and set ``_seed_name``.
-    """
-
-    def _init_memory(self, mem_size: int, storage_policy: StoragePolicy, seed: Optional[int]) -> None:
-        self.mem_size = check_positive_int("mem_size", mem_size)
-        self.storage_policy = check_storage_policy(storage_policy, self.mem_size)
-        self._init_seed(seed)
-
-    @property
-    def ext_mem(self):
-        """The memory: the storage policy's dict from group key to stored samples."""
-        return self.storage_policy.ext_mem
-
-    def setup(self, context) -> None:
-        """Take the run's seed for the plugin's draws; hand it to the storage policy."""
-        super().setup(context)
-        self.storage_policy.setup(context)
-
-    def state_dict(self) -> dict:
-        return {"mem_size": self.mem_size, "storage_policy": self.storage_policy.state_dict(),
-                "rng": self._seed_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        expected = {"mem_size", "storage_policy", "rng"}
-        if not isinstance(state, dict) or set(state) != expected:
-            got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise KeyError(f"{type(self).__name__} state must have keys {sorted(expected)}, got {got}")
-        if state["mem_size"] != self.mem_size:
-            raise ValueError(
-                f"mem_size of the saved memory ({state['mem_size']}) differs from this plugin's ({self.mem_size})"
-            )
-        self.storage_policy.load_state_dict(state["storage_policy"])
-        self._load_seed_state(state["rng"])
 
 
 def stream_rows(mb: MiniBatch) -> int:

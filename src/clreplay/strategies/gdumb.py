@@ -20,10 +20,11 @@ from torch import nn
 from clreplay._validation import check_positive_int
 from clreplay.data.batching import BatchSource, DatasetBatchSource
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.replay.memory_plugin import SeededMemoryPlugin
 from clreplay.replay.mixing.balanced import split_evenly
 from clreplay.replay.policies.base import StoragePolicy, experience_of
 from clreplay.replay.storage.store import GroupPlan
-from clreplay.strategies.base import MemoryPlugin, Method, Option
+from clreplay.strategies.base import Method, Option, SingleProcess
 
 
 class GreedyClassBalancedStoragePolicy(StoragePolicy):
@@ -142,7 +143,7 @@ class _MemoryPasses(BatchSource):
             yield from self.source
 
 
-class GDumbPlugin(MemoryPlugin):
+class GDumbPlugin(SingleProcess, SeededMemoryPlugin):
     """GDumb: fill the greedy memory from the experience, then re-initialise the model
     and train it on the memory only.
 
@@ -174,11 +175,13 @@ class GDumbPlugin(MemoryPlugin):
     """
 
     _seed_name = "gdumb"
+    _state_name = "GDumb"
 
     def __init__(self, mem_size: int = 200, *, passes: int = 128, seed: Optional[int] = None) -> None:
         self.passes = check_positive_int("passes", passes)
         policy = GreedyClassBalancedStoragePolicy({}, check_positive_int("mem_size", mem_size))
-        self._init_memory(mem_size, policy, seed)
+        SeededMemoryPlugin.__init__(self, mem_size, policy, default_policy=None)
+        self._init_seed(seed)
 
     def before_training_exp(self, strategy, **kwargs):
         epochs = strategy.train_epochs
