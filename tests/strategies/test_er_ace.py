@@ -9,7 +9,7 @@ from torch import nn
 from clreplay.benchmarks import Experience
 from clreplay.data import MiniBatch
 from clreplay.strategies import ERACEPlugin, mask_logits
-from clreplay.training import Naive, StrategyPlugin
+from clreplay.training import Naive
 from tests.conftest import make_dataset
 
 
@@ -33,43 +33,33 @@ def _batch(labels, n_memory, out):
                      from_memory=mask, memory_rows=torch.arange(n_memory))
 
 
-def test_stream_ce_masks_classes_seen_before_and_absent_memory_ce_over_every_class():
+def test_stream_ce_over_the_current_experience_memory_ce_over_every_class():
     ace = ERACEPlugin(mem_size=10)
-    strategy = SimpleNamespace(loss_fn=nn.CrossEntropyLoss(), clock=SimpleNamespace(train_exp_counter=0))
-    # Experience 0 brings classes 0 and 1: no mask (nothing seen before), over 4 outputs.
+    ce = nn.CrossEntropyLoss()
+    strategy = SimpleNamespace(loss_fn=ce)
+    # Experience 0 brings classes 0 and 1.
+    ace.start_experience()
     strategy.mb, strategy.mb_output = _batch([0, 1], 0, None), torch.zeros(2, 4)
-    assert abs(ace.criterion(strategy).item() - math.log(4)) < 1e-6
+    strategy.mb_output = torch.zeros(2, 4)
+    assert abs(ace.criterion(strategy).item() - math.log(2)) < 1e-6  # 2 classes unmasked
     # Experience 1: class 2 arrives; one stream row, one replayed row of class 0.
-    strategy.clock.train_exp_counter = 1
+    ace.start_experience()
     out = torch.tensor([[0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
     strategy.mb, strategy.mb_output = _batch([2, 0], 1, out), out
     loss = ace.criterion(strategy)
-    # Classes 0 and 1 (seen before, not in the batch) are masked; 2 (in it) and 3
-    # (never seen) compete: -log(e^1 / (e^1 + e^0)).
-    stream = math.log(1 + math.exp(-1))
+    stream = 0.0  # only class 2 is present so far: its probability is 1
     memory = -math.log(math.e / (math.e + 1 + 1 + 1))  # the ordinary CE, over the 4 outputs
     assert abs(loss.item() - (stream + memory)) < 1e-6
     assert ace.seen_classes == [0, 1, 2]
-    # A batch of class 3 alone: 0, 1 and 2 are seen before and absent; 3 is alone.
-    out = torch.tensor([[5.0, 5.0, 5.0, 0.0]])
-    strategy.mb, strategy.mb_output = _batch([3], 0, out), out
-    assert ace.criterion(strategy).item() == 0.0
-    assert ace.seen_classes == [0, 1, 2, 3]
 
 
-def test_the_first_experience_trains_on_the_stream_alone_then_replays():
+def test_present_classes_reset_with_each_experience():
     model = nn.Linear(2, 4)
     ace = ERACEPlugin(mem_size=4, batch_size_mem=2)
-    memory_rows = []
-
-    class Spy(StrategyPlugin):
-        def before_forward(self, strategy, **kwargs):
-            memory_rows.append((strategy.clock.train_exp_counter, int(strategy.mb.from_memory.sum())))
-
     strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.1), train_mb_size=2,
-                     plugins=[ace, Spy()], seed=0)
+                     plugins=[ace], seed=0)
     strategy.train(Experience(make_dataset([0, 1] * 3), 0, [0, 1]))
-    assert len(ace.ext_mem[0]) == 4  # the memory filled
+    assert ace._present.tolist() == [True, True, False, False]
     strategy.train(Experience(make_dataset([2, 3] * 3, start=6), 1, [2, 3]))
-    assert memory_rows == [(0, 0)] * 3 + [(1, 2)] * 3
+    assert ace._present.tolist() == [False, False, True, True]
     assert ace.seen_classes == [0, 1, 2, 3]

@@ -96,8 +96,7 @@ class OnlineReplayPlugin(SeededMemoryPlugin):
         strategy.batch_source = self._source
 
     def memory_draws(self, strategy) -> int:
-        """Independent memory draws appended to each batch of the experience (1; DER++
-        takes 2; 0 trains on the stream alone while the memory fills)."""
+        """Independent memory draws appended to each batch of the experience (1; DER++ takes 2)."""
         return 1
 
     def stream_extras(self, strategy, n: int) -> Optional[Dict[str, Tensor]]:

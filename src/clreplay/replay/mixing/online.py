@@ -14,7 +14,7 @@ from typing import Callable, Dict, Iterator, Mapping, Optional
 import torch
 from torch import Tensor
 
-from clreplay._validation import check_int, check_positive_int
+from clreplay._validation import check_positive_int
 from clreplay.data.batching import BatchSource
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.data.minibatch import MiniBatch
@@ -93,8 +93,7 @@ class OnlineReplayBatchSource(BatchSource):
     replay without storing, so each sample is offered once. ``memory_transform``
     is applied to the stacked memory samples only. With ``memory_draws=d``, each
     batch is followed by ``d`` independent draws of that many samples, in order
-    (e.g. DER++'s two memory batches, forwarded together); ``memory_draws=0`` trains on
-    the stream alone (the memory still fills: e.g. ER-ACE's first experience).
+    (e.g. DER++'s two memory batches, forwarded together).
     """
 
     def __init__(
@@ -116,7 +115,7 @@ class OnlineReplayBatchSource(BatchSource):
         self.memory_generator = memory_generator
         self.memory_transform = check_memory_transform(memory_transform)
         self.stream_extras = stream_extras
-        self.memory_draws = check_int("memory_draws", memory_draws, minimum=0)
+        self.memory_draws = check_positive_int("memory_draws", memory_draws)
         self.streamed = False  # whether a pass over the experience has started
         self._last: Optional[MiniBatch] = None  # the stream part of the batch in training
         self._reader: Optional[MemoryReader] = None
@@ -192,7 +191,7 @@ class OnlineReplayBatchSource(BatchSource):
         for batch in stream:
             mb = MiniBatch.of(batch)
             self._last = mb if first_pass else None
-            reader = self._memory() if self.memory_draws else None
+            reader = self._memory()
             if reader is None:
                 yield mb
                 continue
