@@ -11,7 +11,8 @@ read from the IDX files in ``--fmnist``. Settings (SGD without momentum, lr 0.1)
 
 Each run is built as ``clreplay run --method ...`` builds it (:func:`clreplay.run.build_strategy`)
 with the method's default hyper-parameters (the papers' MNIST settings); ER is the
-reservoir memory updated after each experience, A-GEM's reference batch is the memory
+reservoir memory updated after each experience ("ER, online reservoir": updated after
+every step, replayed from the first step on, as DER, DER++ and ER-ACE do), A-GEM's reference batch is the memory
 batch, GDumb makes 128 passes over its memory at each evaluation point. Model and
 strategy seeds are the run's seed. Finished runs are kept in the JSON file, so an
 interrupted table resumes where it stopped.
@@ -41,8 +42,9 @@ import torch  # noqa: E402
 from clreplay.benchmarks import split_digits, split_mnist  # noqa: E402
 from clreplay.run import RunConfig, build_strategy  # noqa: E402
 
-METHODS = ["naive", "er", "der", "derpp", "er-ace", "agem", "gdumb", "icarl"]
-LABELS = {"naive": "Naive (fine-tuning)", "er": "ER", "der": "DER", "derpp": "DER++",
+METHODS = ["naive", "er", "online-er", "der", "derpp", "er-ace", "agem", "gdumb", "icarl"]
+LABELS = {"naive": "Naive (fine-tuning)", "er": "ER", "online-er": "ER, online reservoir",
+          "der": "DER", "derpp": "DER++",
           "er-ace": "ER-ACE", "agem": "A-GEM", "gdumb": "GDumb", "icarl": "iCaRL"}
 #: name -> (epochs, batch size, memory batch, memory size)
 SETTINGS = {"1ep-m200": (1, 10, 10, 200), "1ep-m500": (1, 10, 10, 500), "5ep-m200": (5, 32, 32, 200)}
@@ -58,6 +60,8 @@ def config_for(method: str, setting: str, seed: int) -> RunConfig:
         return replace(config, replay=False).validate()
     if method == "er":
         return replace(config, policy="reservoir", batch_size_mem=batch_mem).validate()
+    if method == "online-er":  # the memory protocol of DER, DER++ and ER-ACE (and the reference's ER)
+        return replace(config, policy="reservoir", online=True, batch_size_mem=batch_mem).validate()
     if method == "agem":
         return replace(config, method=method, method_options={"sample_size": batch_mem}).validate()
     if method == "gdumb":
