@@ -1,6 +1,6 @@
 """Run every CPU benchmark (``bench_*.py``), each in a fresh process; print a summary table.
 
-    python bench/run_all.py            # about 3 minutes on 2 cores
+    python bench/run_all.py            # about 8 minutes on 2 cores (bench_distributed.py: 5)
     python bench/run_all.py --quick    # seconds: checks that the scripts run
 
 The GPU check is separate: ``python bench/gpu_check.py`` on a machine with CUDA.

@@ -36,6 +36,9 @@ def test_nproc_starts_the_processes_and_rank_0_writes_the_single_process_results
     results = _results(tmp_path)
     assert results["config"]["world_size"] == 2 and single["config"]["world_size"] == 1
     assert results["accuracy_matrix"] == single["accuracy_matrix"]
+    # Task-IL counts too are each rank's share of the batches, summed over the ranks.
+    assert results["task_accuracy_matrix"] == single["task_accuracy_matrix"]
+    assert results["initial_task_accuracy"] == single["initial_task_accuracy"]
     assert results["class_accuracy"] == single["class_accuracy"]
     assert results["timing"]["train_samples"] == single["timing"]["train_samples"]
     assert results["train_loss"] == pytest.approx(single["train_loss"], rel=1e-5)

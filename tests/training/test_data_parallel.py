@@ -75,6 +75,39 @@ def test_the_sharded_source_yields_slices_and_says_how_large_the_global_batch_wa
         ShardedBatchSource([], 0, 2)
 
 
+class _Counting(DatasetBatchSource):
+    """A source with a state and its own way of skipping batches (as online replay has)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epochs, self.skipped = 3, []
+
+    def state_dict(self):
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state):
+        self.epochs = state["epochs"]
+
+    def iterate_from(self, start):
+        self.skipped.append(start)
+        batches = iter(self)
+        for _ in range(start):
+            next(batches)
+        return batches
+
+
+def test_the_sharded_source_has_the_wrapped_sources_state_and_resumes_its_epoch_then_slices():
+    data = ClassificationDataset(torch.arange(11.0).unsqueeze(1), torch.arange(11))
+    wrapped = _Counting(data, 4, shuffle=False)
+    source = ShardedBatchSource(wrapped, rank=1, world_size=2)
+    assert source.state_dict() == {"epochs": 3}
+    source.load_state_dict({"epochs": 7})
+    assert wrapped.epochs == 7
+    # Global batches [0..3], [4..7], [8..10]: skip the first, then rank 1's slices.
+    seen = [(mb.y.tolist(), source.global_size) for mb in source.iterate_from(1)]
+    assert seen == [([6, 7], 4), ([10], 3)] and wrapped.skipped == [1]
+
+
 def _strategy(**kwargs):
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)

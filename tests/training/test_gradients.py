@@ -37,8 +37,15 @@ def _grads(model):
 
 def _reduce(folder):
     rank = idist.get_rank()
+    out = _reduce_with(rank, 64)  # several buckets of several parameters
+    # Every parameter alone in its bucket: summed in place, in its own gradient.
+    out["alone"] = _reduce_with(rank, 1)
+    torch.save(out, Path(folder) / f"rank{rank}.pt")
+
+
+def _reduce_with(rank, bucket_bytes):
     model = Heads()
-    reducer = GradientReducer(model, bucket_bytes=64)  # several buckets
+    reducer = GradientReducer(model, bucket_bytes=bucket_bytes)
     x = torch.full((2, 3), float(rank + 1))
     # Every rank reduces every parameter (zeros where it has no gradient), in one order.
     expected = {name: idist.all_reduce(torch.zeros_like(p) if g is None else g)
@@ -58,24 +65,38 @@ def _reduce(folder):
     (model(x, 0).sum() * model.scale).backward()
     reducer.finish()
     out["grown"] = float(model.scale.grad)
-    torch.save(out, Path(folder) / f"rank{rank}.pt")
+    # A gradient from before the window (a method's own backward pass) is summed too,
+    # and one whose memory is not dense is summed all the same.
+    model.zero_grad(set_to_none=True)
+    model.trunk.weight.grad = torch.full((3, 4), float(rank + 1)).t()  # not contiguous
+    reducer.start()
+    model(x, rank).sum().backward()
+    reducer.finish()
+    out["before_window"] = model.trunk.weight.grad.clone()
+    return out
 
 
 def test_gradients_are_summed_bucket_by_bucket_whatever_each_rank_used(tmp_path):
     idist.launch(_reduce, 2, str(tmp_path), threads=1, start_method="fork",
                  timeout=timedelta(seconds=60))
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    ranks += [out["alone"] for out in ranks]
     for out in ranks:
         summed, expected = out["summed"], out["expected"]
         assert set(summed) == set(expected)
         assert summed["heads.2.weight"] is None and summed["heads.2.bias"] is None  # no rank used it
         for name in expected:
             if not name.startswith("heads.2"):
-                torch.testing.assert_close(summed[name], expected[name], rtol=0, atol=1e-6)
+                assert torch.equal(summed[name], expected[name]), name  # the same sums, bit for bit
         # heads.0 had a gradient on rank 0 only: the sum is rank 0's gradient.
         assert not torch.equal(summed["heads.0.weight"], torch.zeros(1, 4))
         for name, value in out["local"].items():
             assert (value is None and out["outside"][name] is None) or torch.equal(value, out["outside"][name])
-    assert ranks[0]["summed"]["heads.0.weight"].tolist() == ranks[1]["summed"]["heads.0.weight"].tolist()
-    # d(scale * s_r)/d(scale) = s_r on each rank, summed; both ranks hold the same number.
-    assert ranks[0]["grown"] == ranks[1]["grown"] != 0.0
+    for a, b in (ranks[:2], ranks[2:]):
+        assert a["summed"]["heads.0.weight"].tolist() == b["summed"]["heads.0.weight"].tolist()
+        # d(scale * s_r)/d(scale) = s_r on each rank, summed; both ranks hold the same number.
+        assert a["grown"] == b["grown"] != 0.0
+        # The grads from before the window (1 and 2 everywhere) are in the sums: 3 more.
+        torch.testing.assert_close(a["before_window"], a["summed"]["trunk.weight"] + 3.0,
+                                   rtol=0, atol=1e-6)
+        assert torch.equal(a["before_window"], b["before_window"])

@@ -282,11 +282,18 @@ class EvaluationPlugin(StrategyPlugin):
             accuracies = strategy.eval(self.test_stream)
         finally:
             self._collect_task = False
-        counts = {k: v.item() for k, v in self._task_correct.items()}  # one read per experience
+        # One tensor in test_stream's order (zero where a rank counted nothing, e.g. its
+        # share of an experience was empty): one read, and in a distributed run one
+        # collective, every rank passing the same shape, summing the ranks' shares.
+        zero = torch.zeros((), dtype=torch.long, device=strategy.device)
+        counts = torch.stack([self._task_correct.get(e.current_experience, zero).to(zero)
+                              for e in self.test_stream])
+        if idist.is_distributed(strategy):
+            counts = idist.all_reduce(counts)
         task = []
-        for e in self.test_stream:
+        for e, correct in zip(self.test_stream, counts.tolist()):
             n = len(e.dataset)
-            task.append(counts.get(e.current_experience, 0) / n if n else None)  # None: undefined
+            task.append(correct / n if n else None)  # None: undefined
         return accuracies, task
 
     def _classes_of(self, experience: Experience, device: torch.device) -> torch.Tensor:

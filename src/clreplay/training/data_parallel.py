@@ -81,6 +81,11 @@ class ShardedBatchSource(BatchSource):
     ``before_training_exp``). While a batch is being trained on, ``global_size`` is the
     global batch's size, ``local_size`` the size of this rank's slice and
     ``current_rows`` its number of current (not replayed) rows, which come first in it.
+
+    Its state is the wrapped source's (the same on every rank: each draws the global
+    batches), and :meth:`iterate_from` resumes the wrapped source's epoch at global
+    batch ``start`` before slicing, so a checkpoint taken inside an experience
+    resumes under any number of processes.
     """
 
     def __init__(self, wraps: BatchSource, rank: int, world_size: int) -> None:
@@ -93,7 +98,22 @@ class ShardedBatchSource(BatchSource):
         return len(self.wraps)
 
     def __iter__(self) -> Iterator[MiniBatch]:
-        for batch in self.wraps:
+        return self._slices(iter(self.wraps))
+
+    def iterate_from(self, start: int) -> Iterator[MiniBatch]:
+        """This rank's slices of the wrapped source's global batches from the ``start``-th
+        on: the wrapped source skips the first ``start`` its own way (a source that draws
+        per batch must not draw for them again), then they are sliced."""
+        return self._slices(self.wraps.iterate_from(start))
+
+    def state_dict(self) -> dict:
+        return self.wraps.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wraps.load_state_dict(state)
+
+    def _slices(self, batches) -> Iterator[MiniBatch]:
+        for batch in batches:
             mb = MiniBatch.of(batch)
             local, self.current_rows = shard_minibatch(mb, self.rank, self.world_size)
             self.global_size, self.local_size = len(mb), len(local)

@@ -22,13 +22,16 @@ class GradientReducer:
     ``bucket_bytes`` (one dtype and device each), in reverse order: the order in
     which a backward pass usually produces their gradients. Between :meth:`start`
     and :meth:`finish` (around the strategy's backward pass), a bucket whose
-    gradients have all been accumulated is copied into one flat tensor and its
-    ``all_reduce`` starts at once, in the background, while the backward pass goes
-    on. Buckets start in the same order on every rank, each after the ones before it,
-    so the collectives always match. :meth:`finish` starts the buckets not started
-    yet (a parameter that got no gradient on this rank counts as zeros), waits for
-    every sum and gives each parameter the sum as its gradient (a view of its
-    bucket), or no gradient if no rank had one for it. Hooks outside that window
+    gradients have all been accumulated starts its ``all_reduce`` at once, in the
+    background, while the backward pass goes on: a parameter alone in its bucket (one
+    at least as large as a bucket: most of a large model's weights) is summed in
+    place, in its own gradient, without a copy; the small ones of a bucket are
+    copied into one flat tensor first. Buckets start in the same order on every rank,
+    each after the ones before it, so the collectives always match. :meth:`finish`
+    starts the buckets not started yet (a parameter that got no gradient on this
+    rank counts as zeros), sums which parameters had a gradient (one small
+    collective), waits for every sum and gives each parameter the sum as its
+    gradient, or no gradient if no rank had one for it. Hooks outside that window
     (another backward pass of a method) do nothing. The buckets are built again
     when the set of parameters that require gradients changes (a model that grows).
     """
@@ -41,7 +44,8 @@ class GradientReducer:
         self._hooks: list = []
         self._active = False
         self._ready: List[int] = []
-        self._works: List[Optional[Tuple[object, Tensor]]] = []
+        self._works: List[Optional[Tuple[object, Optional[Tensor]]]] = []
+        self._has_grad: List[bool] = []
         self._started = 0
 
     def _build(self, params: List[nn.Parameter]) -> None:
@@ -70,6 +74,7 @@ class GradientReducer:
             self._build(params)
         self._ready = [0] * len(self._buckets)
         self._works = [None] * len(self._buckets)
+        self._has_grad = []
         self._started = 0
         self._active = True
 
@@ -83,11 +88,18 @@ class GradientReducer:
 
     def _start_bucket(self, b: int) -> None:
         params = self._buckets[b]
-        first = params[0]
-        flags = torch.tensor([p.grad is not None for p in params], dtype=first.dtype, device=first.device)
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                          for p in params] + [flags])
-        self._works[b] = (idist.all_reduce_async_(flat), flat)
+        self._has_grad += [p.grad is not None for p in params]
+        if len(params) == 1:
+            p = params[0]
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            elif not p.grad.is_contiguous():  # collectives need dense memory
+                p.grad = p.grad.contiguous()
+            self._works[b] = (idist.all_reduce_async_(p.grad), None)
+        else:
+            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                              for p in params])
+            self._works[b] = (idist.all_reduce_async_(flat), flat)
         self._started = b + 1
 
     def finish(self) -> None:
@@ -95,14 +107,28 @@ class GradientReducer:
         try:
             while self._started < len(self._buckets):
                 self._start_bucket(self._started)
+            if not self._params:
+                return
+            first = self._params[0]
+            # Which parameters had a gradient on some rank: in bucket order, like _has_grad.
+            flags = torch.tensor(self._has_grad, dtype=torch.float32).to(first.device)
+            flags_work = idist.all_reduce_async_(flags)
             for params, (work, flat) in zip(self._buckets, self._works):
                 work.wait()
+                if flat is None:
+                    continue
                 offset = 0
-                has_grad = (flat[-len(params):] > 0).tolist()
-                for p, has in zip(params, has_grad):
+                for p in params:
                     n = p.numel()
-                    p.grad = flat[offset : offset + n].view_as(p) if has else None
+                    p.grad = flat[offset : offset + n].view_as(p)
                     offset += n
+            flags_work.wait()
+            if not all(self._has_grad):  # else every sum counts this rank's gradient
+                had = iter((flags > 0).tolist())
+                for params in self._buckets:
+                    for p in params:
+                        if not next(had):
+                            p.grad = None
         finally:
             self._active = False
             self._works = []

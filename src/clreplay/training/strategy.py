@@ -340,6 +340,10 @@ class BaseStrategy:
             for plugin, state in zip(self.plugins, resume["plugins"]):
                 plugin.load_state_dict(state)
             self.epoch_loss_sum = resume["epoch_loss_sum"].to(self.device)
+            if self._parallel is not None and self._parallel.rank != 0:
+                # The saved sum is over every rank's share (see state_dict) and the epoch's
+                # end sums the ranks' sums again: one rank carries it, under any world size.
+                self.epoch_loss_sum = torch.zeros_like(self.epoch_loss_sum)
             start = clock.train_epoch_iterations
         device, parallel = _indexed(self.device), self._parallel
         batches = iter(self._batch_source) if not start else self._batch_source.iterate_from(start)
@@ -499,7 +503,10 @@ class BaseStrategy:
         :attr:`can_checkpoint`), ``in_progress`` also holds the generator's state at
         the start of the epoch and the epoch's loss so far: loaded into a new
         strategy, the next ``train()`` of that experience resumes at the next
-        iteration, with the same batches as a run that never stopped.
+        iteration, with the same batches as a run that never stopped. Over several
+        processes every rank calls it there (the epoch's loss is summed over the
+        ranks, a collective) and the state holds nothing particular to a rank, so it
+        resumes under any number of processes.
         """
         if not self.can_checkpoint:
             raise ValueError(
@@ -509,8 +516,11 @@ class BaseStrategy:
         in_progress = None
         if self.is_training:
             generator, source = self._epoch_start
+            loss_sum = self.epoch_loss_sum.detach().clone()
+            if self._parallel is not None:  # each rank holds its shares' sum so far
+                loss_sum = self._parallel.sum(loss_sum)
             in_progress = {"epoch_generator": generator, "epoch_source": source,
-                           "epoch_loss_sum": self.epoch_loss_sum.detach().clone()}
+                           "epoch_loss_sum": loss_sum}
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
