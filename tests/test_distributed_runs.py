@@ -28,11 +28,13 @@ from clreplay import (
 )
 from clreplay.benchmarks import Experience, class_incremental, make_synthetic
 from clreplay.checkpoint import checkpoint_path, resume_if_saved, save_checkpoint
+from clreplay.data.augment import RandomBatchTransform
 from clreplay.models import feature_layer_name, make_mlp
 from clreplay.replay.storage.consistency import MemoryMismatchError
 from clreplay.run import RunConfig, build_benchmark, build_strategy
 from clreplay.training import Naive, StrategyPlugin
 from clreplay.training import distributed as idist
+from clreplay.training.augmentation import AugmentationPlugin
 
 TIMEOUT = timedelta(seconds=90)
 N_FEATURES, N_CLASSES = 8, 6
@@ -140,14 +142,23 @@ def weight_experiences():
             Experience(data.subset(torch.arange(65, 156)), 1, list(range(N_CLASSES)))]
 
 
+class Jitter(RandomBatchTransform):
+    """Adds seeded noise to every value: a random augmentation of flat samples."""
+
+    def __call__(self, x):
+        return x + 0.1 * torch.rand(x.shape, generator=self.generator(x.device), device=x.device)
+
+
 def train_for_weights(kind: str, distributed: bool):
     """Weights after each experience, the batches trained on and the final accuracies."""
     model = make_mlp(N_FEATURES, N_CLASSES, [16], seed=0)
-    plugin = ReplayPlugin(24) if kind == "offline" else OnlineReplayPlugin(24, batch_size_mem=8)
+    plugins = [ReplayPlugin(24) if kind == "offline" else OnlineReplayPlugin(24, batch_size_mem=8)]
+    if kind == "augmented":  # the global batch's draws, whatever the ranks
+        plugins.append(AugmentationPlugin(Jitter(seed=0)))
     recorder = BatchRecorder()
     strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
                      train_mb_size=32, train_epochs=2, eval_mb_size=16,
-                     plugins=[plugin, recorder], seed=0, distributed=distributed)
+                     plugins=plugins + [recorder], seed=0, distributed=distributed)
     weights = []
     for experience in weight_experiences():
         strategy.train(experience)
@@ -193,7 +204,7 @@ def corrupted_run(plugin):
 def _many_cases(folder):
     rank = idist.get_rank()
     result = {"memories": {case: memories_after_each_experience(case, True) for case in MEMORY_CASES},
-              "weights": {kind: train_for_weights(kind, True) for kind in ("offline", "online")},
+              "weights": {kind: train_for_weights(kind, True) for kind in ("offline", "online", "augmented")},
               "corrupted": corrupted_run(ReplayPlugin(20, CorruptOnRankOne({}, 20))),
               "diverging": corrupted_run(OnlineReplayPlugin(20, DivergingReservoir({}, 20)))}
     model = make_mlp(N_FEATURES, N_CLASSES, [16], seed=0)
@@ -236,7 +247,7 @@ def _global_batches(rank0, rank1):
     return out
 
 
-@pytest.mark.parametrize("kind", ["offline", "online"])
+@pytest.mark.parametrize("kind", ["offline", "online", "augmented"])
 def test_two_ranks_of_16_train_as_one_process_of_32_on_the_same_global_batches(two_ranks, kind):
     weights1, batches1, accuracies1, samples1 = train_for_weights(kind, distributed=False)
     (w0, b0, acc0, samples0), (w1, b1, acc1, _) = (two_ranks[r]["weights"][kind] for r in (0, 1))
@@ -248,6 +259,9 @@ def test_two_ranks_of_16_train_as_one_process_of_32_on_the_same_global_batches(t
     # 65 samples: the last batch of each epoch has one stream sample; offline rank 1's
     # slice is empty, online it holds 4 of the 8 replayed samples.
     assert (rebuilt[2][2], rebuilt[2][3]) == ((1, 0) if kind == "offline" else (5, 4))
+    if kind == "augmented":  # the noise was drawn for the global batch, then sliced
+        plain = train_for_weights("online", distributed=False)[1]
+        assert not torch.equal(batches1[0][0], plain[0][0])
     assert samples0 == samples1
     for after in range(2):
         for name, value in weights1[after].items():

@@ -54,3 +54,18 @@ def test_state_is_the_transforms():
     other = AugmentationPlugin(Counter())
     other.load_state_dict(plugin.state_dict())
     assert other.transform.n == 5
+
+
+def test_online_replay_stores_the_samples_not_their_augmented_copies():
+    from clreplay import OnlineReplayPlugin
+
+    x = torch.arange(12, dtype=torch.float32).view(12, 1)
+    online = OnlineReplayPlugin(12, batch_size_mem=2)
+    model = torch.nn.Linear(1, 2)
+    strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.0), train_mb_size=4,
+                     plugins=[online, AugmentationPlugin(lambda b: b + 1000)], seed=0)
+    strategy.train(Experience(ClassificationDataset(x, torch.tensor([0] * 12)), 0, [0]))
+    # The first batch was trained on while the memory was empty: its record is the
+    # strategy's own, so the augmentation did not reach the stored samples.
+    memory = online.ext_mem[0]
+    assert sorted(memory[i][0].item() for i in range(len(memory))) == list(range(12))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 from torch import Tensor
 
+from clreplay.data.batching import BatchSource
+from clreplay.data.minibatch import MiniBatch
+from clreplay.training import distributed as idist
 from clreplay.training.plugin import StrategyPlugin
 
 
@@ -17,6 +20,11 @@ class AugmentationPlugin(StrategyPlugin):
 
     The transform's ``state_dict()`` (its generators) is the plugin's, so a resumed
     run draws the same crops and flips as an uninterrupted one.
+
+    Over several processes (``BaseStrategy(distributed=True)``) every rank augments
+    the whole global batch, on the strategy's device, before taking its slice
+    (:class:`AugmentedBatchSource`): the draws are those of one process training on
+    the global batch, and every rank's generator stays the same.
 
     >>> import torch
     >>> from clreplay.benchmarks import Experience
@@ -37,14 +45,23 @@ class AugmentationPlugin(StrategyPlugin):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self.transform = transform
 
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        if idist.is_distributed(strategy):
+            strategy.batch_source = AugmentedBatchSource(strategy.batch_source, self, strategy.device)
+
     def before_forward(self, strategy, **kwargs) -> None:
-        x = self.transform(strategy.mb_x)
-        if not isinstance(x, Tensor) or x.shape[0] != strategy.mb_x.shape[0]:
+        if not idist.is_distributed(strategy):
+            strategy.mb_x = self.augment(strategy.mb_x)
+
+    def augment(self, x: Tensor) -> Tensor:
+        """``transform(x)``, checked to keep one row per sample."""
+        out = self.transform(x)
+        if not isinstance(out, Tensor) or out.shape[0] != x.shape[0]:
             raise ValueError(
-                f"transform must return one row per sample ({strategy.mb_x.shape[0]}), got "
-                f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+                f"transform must return one row per sample ({x.shape[0]}), got "
+                f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__}"
             )
-        strategy.mb_x = x
+        return out
 
     def state_dict(self) -> dict:
         state = getattr(self.transform, "state_dict", None)
@@ -56,3 +73,34 @@ class AugmentationPlugin(StrategyPlugin):
         load = getattr(self.transform, "load_state_dict", None)
         if callable(load):
             load(state["transform"])
+
+
+class AugmentedBatchSource(BatchSource):
+    """The batches of ``wraps`` moved to ``device`` with their samples augmented by
+    ``plugin`` (a distributed run: the global batch, before each rank's slice)."""
+
+    def __init__(self, wraps: BatchSource, plugin: AugmentationPlugin, device) -> None:
+        self.wraps, self.plugin, self.device = wraps, plugin, device
+
+    def __len__(self) -> int:
+        return len(self.wraps)
+
+    def __iter__(self) -> Iterator[MiniBatch]:
+        return self._augmented(iter(self.wraps))
+
+    def iterate_from(self, start: int) -> Iterator[MiniBatch]:
+        # The batches skipped on a resume were augmented before the checkpoint, whose
+        # generator state the plugin holds: they are not augmented again.
+        return self._augmented(self.wraps.iterate_from(start))
+
+    def state_dict(self) -> dict:
+        return self.wraps.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wraps.load_state_dict(state)
+
+    def _augmented(self, batches) -> Iterator[MiniBatch]:
+        for batch in batches:
+            mb = MiniBatch.of(batch).to(self.device)  # a new record: the source's is untouched
+            mb.x = self.plugin.augment(mb.x)
+            yield mb

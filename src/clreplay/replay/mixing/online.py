@@ -193,7 +193,10 @@ class OnlineReplayBatchSource(BatchSource):
             self._last = mb if first_pass else None
             reader = self._memory()
             if reader is None:
-                yield mb
+                # A record of its own: a plugin setting strategy.mb_x (augmentation) must
+                # not change the samples stored at the end of the step.
+                yield MiniBatch(mb.x, mb.y, mb.t, from_memory=mb._from_memory,
+                                memory_rows=mb.memory_rows, extras=mb.extras)
                 continue
             size = len(reader.memory)
             positions = sample_without_replacement(size, k, g)
