@@ -9,7 +9,7 @@ from torch import nn
 from clreplay.data import MiniBatch
 from clreplay.strategies import DERPlugin, logit_matching_loss
 from clreplay.training import Naive, StrategyPlugin
-from tests.conftest import make_dataset
+from conftest import make_dataset
 
 
 def test_mse_on_two_replayed_rows_by_hand():

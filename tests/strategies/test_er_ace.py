@@ -10,7 +10,7 @@ from clreplay.benchmarks import Experience
 from clreplay.data import MiniBatch
 from clreplay.strategies import ERACEPlugin, mask_logits
 from clreplay.training import Naive
-from tests.conftest import make_dataset
+from conftest import make_dataset
 
 
 def test_masked_logits_take_no_part_in_the_softmax():

@@ -9,7 +9,7 @@ from torch import nn
 from clreplay.benchmarks import Experience
 from clreplay.strategies import GDumbPlugin, GreedyClassBalancedStoragePolicy, reinitialise
 from clreplay.training import Naive
-from tests.conftest import make_dataset, samples_of
+from conftest import make_dataset, samples_of
 
 
 def _feed(policy, labels, index, start=0):

@@ -8,7 +8,7 @@ import torch
 from clreplay.checkpoint import load_checkpoint, save_checkpoint
 from clreplay.run import RunConfig, build_benchmark, build_strategy
 from clreplay.strategies import list_methods
-from tests.test_checkpoint import same_tensors, trained
+from test_checkpoint import same_tensors, trained
 
 SMALL = RunConfig(epochs=1, n_experiences=5, mem_size=40, hidden=[16], batch_size=16, batch_size_mem=8,
                   lr=0.1, momentum=0.0)
@@ -67,7 +67,7 @@ def test_a_method_stopped_mid_epoch_resumes_to_the_same_matrix(tmp_path, bench, 
     from clreplay.models import make_mlp
     from clreplay.strategies import get_method
     from clreplay.training import Naive
-    from tests.test_checkpoint_inside_experience import KillAt, Killed
+    from test_checkpoint_inside_experience import KillAt, Killed
 
     config = replace(config_of(method), epochs=2)
     if method == "gdumb":  # 2 passes over its memory of 40 an epoch: 6 iterations
