@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from conftest import make_dataset
 from torch import nn
 
 from clreplay.benchmarks import Experience
 from clreplay.strategies import AGEMPlugin, draw_from_memory, project_gradient
 from clreplay.training import Naive
-from conftest import make_dataset
 
 
 def test_conflicting_gradient_is_projected():

@@ -4,12 +4,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import make_dataset
 from torch import nn
 
 from clreplay.data import MiniBatch
 from clreplay.strategies import DERPlugin, logit_matching_loss
 from clreplay.training import Naive, StrategyPlugin
-from conftest import make_dataset
 
 
 def test_mse_on_two_replayed_rows_by_hand():

@@ -4,13 +4,13 @@ import math
 from types import SimpleNamespace
 
 import torch
+from conftest import make_dataset
 from torch import nn
 
 from clreplay.benchmarks import Experience
 from clreplay.data import MiniBatch
 from clreplay.strategies import ERACEPlugin, mask_logits
 from clreplay.training import Naive
-from conftest import make_dataset
 
 
 def test_masked_logits_take_no_part_in_the_softmax():

@@ -4,12 +4,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import make_dataset, samples_of
 from torch import nn
 
 from clreplay.benchmarks import Experience
 from clreplay.strategies import GDumbPlugin, GreedyClassBalancedStoragePolicy, reinitialise
 from clreplay.training import Naive
-from conftest import make_dataset, samples_of
 
 
 def _feed(policy, labels, index, start=0):

@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import pytest
 import torch
+from test_checkpoint import same_tensors, trained
 
 from clreplay.checkpoint import load_checkpoint, save_checkpoint
 from clreplay.run import RunConfig, build_benchmark, build_strategy
 from clreplay.strategies import list_methods
-from test_checkpoint import same_tensors, trained
 
 SMALL = RunConfig(epochs=1, n_experiences=5, mem_size=40, hidden=[16], batch_size=16, batch_size_mem=8,
                   lr=0.1, momentum=0.0)
@@ -62,12 +62,13 @@ def test_checkpoint_keeps_stored_logits_and_the_previous_model(tmp_path, bench):
 def test_a_method_stopped_mid_epoch_resumes_to_the_same_matrix(tmp_path, bench, method):
     """``--checkpoint-every``: stopped at the end of an iteration inside experience 2's
     second epoch, resumed from the last checkpoint taken inside it."""
+    from test_checkpoint_inside_experience import KillAt, Killed
+
     from clreplay.checkpoint import CheckpointEvery
     from clreplay.evaluation import EvaluationPlugin
     from clreplay.models import make_mlp
     from clreplay.strategies import get_method
     from clreplay.training import Naive
-    from test_checkpoint_inside_experience import KillAt, Killed
 
     config = replace(config_of(method), epochs=2)
     if method == "gdumb":  # 2 passes over its memory of 40 an epoch: 6 iterations
