@@ -45,6 +45,40 @@ class BatchSource(ABC):
         return batches
 
 
+class MappedBatchSource(BatchSource):
+    """Every batch of the source it wraps (``wraps``), passed through :meth:`map`.
+
+    Its length and state are the wrapped source's, and :meth:`iterate_from` lets the
+    wrapped source skip the first batches its own way (a source that draws per batch
+    does not draw for them again) before mapping the rest. Subclasses define ``map``
+    (e.g. a rank's slice of a global batch, an augmented batch).
+    """
+
+    def __init__(self, wraps: BatchSource) -> None:
+        if not isinstance(wraps, BatchSource):
+            raise TypeError(f"wraps must be a BatchSource, got {type(wraps).__name__}")
+        self.wraps = wraps
+
+    @abstractmethod
+    def map(self, batch) -> Batch:
+        """The batch yielded for ``batch``, a batch of the wrapped source."""
+
+    def __len__(self) -> int:
+        return len(self.wraps)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return map(self.map, iter(self.wraps))
+
+    def iterate_from(self, start: int) -> Iterator[Batch]:
+        return map(self.map, self.wraps.iterate_from(start))
+
+    def state_dict(self) -> dict:
+        return self.wraps.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wraps.load_state_dict(state)
+
+
 def epoch_order(n: int, *, shuffle: bool, generator: torch.Generator | None) -> torch.Tensor:
     """Positions ``0..n-1``, permuted with ``generator`` when ``shuffle``."""
     if shuffle:

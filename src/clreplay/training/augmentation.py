@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable
 
 from torch import Tensor
 
-from clreplay.data.batching import BatchSource
+from clreplay.data.batching import BatchSource, MappedBatchSource
 from clreplay.data.minibatch import MiniBatch
 from clreplay.training import distributed as idist
 from clreplay.training.plugin import StrategyPlugin
@@ -75,32 +75,17 @@ class AugmentationPlugin(StrategyPlugin):
             load(state["transform"])
 
 
-class AugmentedBatchSource(BatchSource):
+class AugmentedBatchSource(MappedBatchSource):
     """The batches of ``wraps`` moved to ``device`` with their samples augmented by
-    ``plugin`` (a distributed run: the global batch, before each rank's slice)."""
+    ``plugin`` (a distributed run: the global batch, before each rank's slice). The
+    batches a resume skips were augmented before the checkpoint, whose generator
+    state the plugin holds: they are not augmented again."""
 
     def __init__(self, wraps: BatchSource, plugin: AugmentationPlugin, device) -> None:
-        self.wraps, self.plugin, self.device = wraps, plugin, device
+        super().__init__(wraps)
+        self.plugin, self.device = plugin, device
 
-    def __len__(self) -> int:
-        return len(self.wraps)
-
-    def __iter__(self) -> Iterator[MiniBatch]:
-        return self._augmented(iter(self.wraps))
-
-    def iterate_from(self, start: int) -> Iterator[MiniBatch]:
-        # The batches skipped on a resume were augmented before the checkpoint, whose
-        # generator state the plugin holds: they are not augmented again.
-        return self._augmented(self.wraps.iterate_from(start))
-
-    def state_dict(self) -> dict:
-        return self.wraps.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.wraps.load_state_dict(state)
-
-    def _augmented(self, batches) -> Iterator[MiniBatch]:
-        for batch in batches:
-            mb = MiniBatch.of(batch).to(self.device)  # a new record: the source's is untouched
-            mb.x = self.plugin.augment(mb.x)
-            yield mb
+    def map(self, batch) -> MiniBatch:
+        mb = MiniBatch.of(batch).to(self.device)  # a new record: the source's is untouched
+        mb.x = self.plugin.augment(mb.x)
+        return mb

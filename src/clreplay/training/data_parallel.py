@@ -16,12 +16,12 @@ counts; the model's parameters and buffers start from rank 0's.
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from clreplay.data.batching import BatchSource
+from clreplay.data.batching import BatchSource, MappedBatchSource
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.data.minibatch import MiniBatch
 from clreplay.training import distributed as idist
@@ -74,7 +74,7 @@ def shard_minibatch(mb: MiniBatch, rank: int, world_size: int) -> Tuple[MiniBatc
     return MiniBatch(x, y, t, from_memory=local_mask, memory_rows=rows, extras=extras), c1 - c0
 
 
-class ShardedBatchSource(BatchSource):
+class ShardedBatchSource(MappedBatchSource):
     """This rank's slice of every global mini-batch of ``wraps`` (see :func:`shard_minibatch`).
 
     ``wraps`` is the source it extends (the strategy's batch source after the plugins'
@@ -89,35 +89,15 @@ class ShardedBatchSource(BatchSource):
     """
 
     def __init__(self, wraps: BatchSource, rank: int, world_size: int) -> None:
-        if not isinstance(wraps, BatchSource):
-            raise TypeError(f"wraps must be a BatchSource, got {type(wraps).__name__}")
-        self.wraps, self.rank, self.world_size = wraps, rank, world_size
+        super().__init__(wraps)
+        self.rank, self.world_size = rank, world_size
         self.global_size = self.local_size = self.current_rows = 0
 
-    def __len__(self) -> int:
-        return len(self.wraps)
-
-    def __iter__(self) -> Iterator[MiniBatch]:
-        return self._slices(iter(self.wraps))
-
-    def iterate_from(self, start: int) -> Iterator[MiniBatch]:
-        """This rank's slices of the wrapped source's global batches from the ``start``-th
-        on: the wrapped source skips the first ``start`` its own way (a source that draws
-        per batch must not draw for them again), then they are sliced."""
-        return self._slices(self.wraps.iterate_from(start))
-
-    def state_dict(self) -> dict:
-        return self.wraps.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.wraps.load_state_dict(state)
-
-    def _slices(self, batches) -> Iterator[MiniBatch]:
-        for batch in batches:
-            mb = MiniBatch.of(batch)
-            local, self.current_rows = shard_minibatch(mb, self.rank, self.world_size)
-            self.global_size, self.local_size = len(mb), len(local)
-            yield local
+    def map(self, batch) -> MiniBatch:
+        mb = MiniBatch.of(batch)
+        local, self.current_rows = shard_minibatch(mb, self.rank, self.world_size)
+        self.global_size, self.local_size = len(mb), len(local)
+        return local
 
 
 class DataParallel:
