@@ -134,7 +134,7 @@ class DERPlugin(SingleProcess, OnlineReplayPlugin):
     def after_forward(self, strategy, **kwargs):
         """The logits columns follow the head's width from its first output on (before
         anything is stored: the stream's logits are computed only when stored)."""
-        if strategy.mb_output.shape[1] != self._width:
+        if strategy.mb_output.shape[1] > self._width:
             self._ensure_width(strategy.mb_output.shape[1])
             self._width = self._columns()
 
@@ -147,12 +147,9 @@ class DERPlugin(SingleProcess, OnlineReplayPlugin):
         step's output, computed before the update), padded to the column, and their width."""
         logits = strategy.mb_output[:n].detach()
         width = logits.shape[1]
-        columns = self._columns()
-        if width != columns:
-            self._ensure_width(width)
-            columns = self._columns()
-            if width < columns:
-                logits = F.pad(logits, (0, columns - width))
+        columns = self._width  # the column, kept as wide as the head by after_forward
+        if width < columns:
+            logits = F.pad(logits, (0, columns - width))
         key = (n, width, logits.device)
         widths = self._widths.get(key)
         if widths is None:  # the store copies what it is given: one tensor serves every step
