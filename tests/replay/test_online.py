@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import make_dataset, samples_of
+from conftest import by_hand, make_dataset, samples_of
 
 from clreplay import (
     ExperienceBalancedStoragePolicy,
@@ -179,3 +179,25 @@ def test_resuming_from_a_strategy_state_continues_identically(make_policy):
     resumed.load_state_dict(first.state_dict())
     resumed.train(experiences[2])
     assert torch.equal(resumed_model.weight, whole_model.weight)
+
+
+def test_replayed_extra_columns_are_read_when_looked_up():
+    from clreplay.replay.mixing.draws import memory_reader
+
+    policy = ReservoirSamplingStoragePolicy({}, 6, seed=0)
+    store = policy.store
+    data = make_dataset([0, 1] * 3)
+    store.register_column("a", (2,), torch.float32, fill=None)
+    store.register_column("b", (), torch.long, fill=None)
+    x, y, t = data.get_batch(torch.arange(6))
+    policy.update_from_batch(by_hand(data, 0), x, y, t,
+                             extras={"a": torch.arange(12.0).view(6, 2), "b": torch.arange(6) * 10})
+    reads = []
+    read = store.read
+    store.read = lambda name, rows: reads.append(name) or read(name, rows)
+    rows = torch.tensor([4, 1])
+    extras = memory_reader(policy).extras(rows)
+    assert "b" in extras and sorted(extras) == ["a", "b"] and reads == []
+    assert extras["a"].tolist() == [[8.0, 9.0], [2.0, 3.0]] and reads == ["a"]
+    assert extras["a"] is extras["a"] and reads == ["a"]  # read once
+    assert dict(extras)["b"].tolist() == [40, 10] and reads == ["a", "b"]

@@ -168,3 +168,60 @@ def test_in_replay_plugin_one_group_half_of_each_batch():
     assert list(replay.ext_mem) == [0] and len(replay.ext_mem[0]) == 50
     assert replay.storage_policy.n_seen == sum(len(e.dataset) for e in bench.train_stream[:2])
     assert strategy.batch_source.current_share == 5
+
+
+def _algorithm_r_by_hand(n, m, seed):
+    """Algorithm R with one uniform per sample after the fill, drawn one at a time."""
+    generator = torch.Generator().manual_seed(seed)
+    memory = list(range(m))
+    for i in range(m, n):
+        j = int(torch.rand(1, dtype=torch.float64, generator=generator).item() * (i + 1))
+        if j < m:
+            memory[j] = i
+    return memory, generator.get_state()
+
+
+def test_a_long_stream_in_mini_batches_is_algorithm_r_across_draw_chunks():
+    # 2,600 samples: the replacement uniforms are drawn 1,024 at a time (reservoir_draws),
+    # so batches straddle chunks, and one batch is longer than a chunk.
+    n, m = 2600, 8
+    data = make_dataset([0] * n)
+    policy = ReservoirSamplingStoragePolicy({}, m, seed=7)
+    sizes = [10] * 100 + [3, 1500] + [1] * 50 + [10] * 4 + [7]
+    assert sum(sizes) == n
+    feed_in_batches(policy, data, sizes)
+    memory, state = _algorithm_r_by_hand(n, m, 7)
+    assert ids(policy.ext_mem[0]) == memory
+    # The generator is saved where one-at-a-time draws would have left it.
+    assert torch.equal(policy.state_dict()["rng"]["generator"], state)
+
+
+def test_a_checkpoint_inside_a_draw_chunk_resumes_identically():
+    n, m = 1500, 5
+    data = make_dataset([0] * n)
+    whole = ReservoirSamplingStoragePolicy({}, m, seed=2)
+    feed_in_batches(whole, data, [10] * 150)
+    first = ReservoirSamplingStoragePolicy({}, m, seed=2)
+    feed_in_batches(first, data.subset(torch.arange(600)), [10] * 60)
+    resumed = ReservoirSamplingStoragePolicy({}, m, seed=99)
+    resumed.load_state_dict(first.state_dict())
+    strategy = by_hand(data, 0)
+    for start in range(600, n, 10):
+        x, y, t = data.get_batch(torch.arange(start, start + 10))
+        resumed.update_from_batch(strategy, x, y, t)
+        first.update_from_batch(strategy, x, y, t)  # the saved one goes on too: its state_dict rewound it
+    assert ids(resumed.ext_mem[0]) == ids(first.ext_mem[0]) == ids(whole.ext_mem[0])
+
+
+def test_update_from_batch_says_whether_it_stored_a_sample():
+    m = 3
+    data = make_dataset([0] * 400)
+    policy = ReservoirSamplingStoragePolicy({}, m, seed=4)
+    strategy = by_hand(data, 0)
+    stored = []
+    for start in range(0, 400, 4):
+        x, y, t = data.get_batch(torch.arange(start, start + 4))
+        before = ids(policy.ext_mem[0]) if policy.ext_mem else []
+        stored.append(policy.update_from_batch(strategy, x, y, t))
+        assert stored[-1] == (ids(policy.ext_mem[0]) != before)
+    assert stored[0] and not all(stored)  # the fill stores; most later batches store nothing

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Mapping, Optional
 
 import torch
 from torch import Tensor
@@ -15,7 +15,8 @@ class MiniBatch:
     ``memory_rows`` holds the store rows those samples came from (in batch order,
     one per True of the mask; None when the batch replays nothing or its memory is
     not a store); ``extras`` maps each extra column of the memory (e.g. DER's
-    ``logits``) to its values for those rows. A strategy exposes the batch it trains
+    ``logits``) to its values for those rows (a mapping that may read each column
+    from the store when first looked up). A strategy exposes the batch it trains
     on as ``strategy.mb``; ``strategy.mb_x``, ``mb_y`` and ``mb_task_id`` are its
     ``x``, ``y`` and ``t``.
 
@@ -35,7 +36,7 @@ class MiniBatch:
         *,
         from_memory: Optional[Tensor] = None,
         memory_rows: Optional[Tensor] = None,
-        extras: Optional[Dict[str, Tensor]] = None,
+        extras: Optional[Mapping[str, Tensor]] = None,
     ) -> None:
         self.x, self.y, self.t = x, y, t
         self._from_memory = from_memory

@@ -116,6 +116,7 @@ class DERPlugin(SingleProcess, OnlineReplayPlugin):
         self._widths: Dict[tuple, Tensor] = {}  # the logits_width values of a batch, reused
         self._weights: Dict[tuple, Tensor] = {}  # the cross-entropy weights of a batch's rows
         self._width = 0  # the logits columns' width
+        self._plain, self._plain_for = False, None  # whether loss_fn is the plain cross-entropy
 
     # ------------------------------------------------------------- the logits
     def _ensure_width(self, width: int, *, exactly: bool = False) -> None:
@@ -177,7 +178,7 @@ class DERPlugin(SingleProcess, OnlineReplayPlugin):
         n = len(mb) - n_memory
         # The second batch, when drawn with the first, is the second half of the memory rows.
         end = len(mb) - (n_memory // 2 if self._appends_second else 0)
-        plain = _is_plain_cross_entropy(strategy.loss_fn)
+        plain = self._plain_cross_entropy(strategy.loss_fn)
         if plain:
             # Both cross-entropy terms in one call: per-row losses weighted 1/n on the
             # stream rows, beta/k on the k rows of the second batch, 0 on the others.
@@ -190,10 +191,12 @@ class DERPlugin(SingleProcess, OnlineReplayPlugin):
             loss = strategy.loss_fn(out[:n], mb.y[:n])
         if n < end and self.alpha > 0 and LOGITS in mb.extras:
             stored = mb.extras[LOGITS]
+            if len(stored) != end - n:  # DER++: the second batch's logits are not compared
+                stored = stored[: end - n]
             if self._full_width and stored.shape[1] == out.shape[1]:
-                matching = F.mse_loss(out[n:end], stored[: end - n])
+                matching = F.mse_loss(out[n:end], stored)
             else:
-                matching = logit_matching_loss(out[n:end], stored[: end - n], mb.extras[WIDTH][: end - n])
+                matching = logit_matching_loss(out[n:end], stored, mb.extras[WIDTH][: end - n])
             loss = torch.add(loss, matching, alpha=self.alpha)  # one node for loss + alpha * matching
         if self.beta > 0:
             if self._appends_second:
@@ -206,6 +209,12 @@ class DERPlugin(SingleProcess, OnlineReplayPlugin):
                     batch = batch.to(out.device)
                     loss = loss + self.beta * strategy.loss_fn(strategy.model(batch.x), batch.y)
         return loss
+
+    def _plain_cross_entropy(self, loss_fn) -> bool:
+        """:func:`_is_plain_cross_entropy`, decided once a loss function (it runs every step)."""
+        if self._plain_for is not loss_fn:
+            self._plain, self._plain_for = _is_plain_cross_entropy(loss_fn), loss_fn
+        return self._plain
 
     def _row_weights(self, stream: int, replayed: int, second: int, out: Tensor) -> Tensor:
         """The weights of the per-row cross-entropies: ``1/stream`` on the stream rows,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -131,5 +131,32 @@ class MemoryReader:
     def store_rows(self, rows: Tensor) -> Optional[Tensor]:
         return rows if self.store is not None else None
 
-    def extras(self, rows: Tensor) -> Dict[str, Tensor]:
-        return self.store.read_extras(rows) if self._has_extras else {}
+    def extras(self, rows: Tensor) -> Mapping[str, Tensor]:
+        """The store's extra columns at ``rows``, each read when first looked up."""
+        return _ColumnsAt(self.store, rows) if self._has_extras else {}
+
+
+class _ColumnsAt(Mapping):
+    """The extra columns of ``store`` at ``rows``, each read when first looked up: a
+    method that needs one column of several (DER reads a row's logits, and their
+    widths only once a head has grown) reads that one, every step."""
+
+    def __init__(self, store: MemoryStore, rows: Tensor) -> None:
+        self._store, self._rows, self._read = store, rows, {}
+
+    def __getitem__(self, name: str) -> Tensor:
+        value = self._read.get(name)
+        if value is None:
+            if name not in self._store.extras:
+                raise KeyError(name)
+            value = self._read[name] = self._store.read(name, self._rows)
+        return value
+
+    def __contains__(self, name) -> bool:
+        return name in self._store.extras
+
+    def __iter__(self):
+        return iter(self._store.extras)
+
+    def __len__(self) -> int:
+        return len(self._store.extras)

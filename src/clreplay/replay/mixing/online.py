@@ -121,6 +121,7 @@ class OnlineReplayBatchSource(BatchSource):
         self._reader: Optional[MemoryReader] = None
         self._stale = True
         self._masks: Dict[tuple, Tensor] = {}
+        self._streaming = isinstance(storage_policy, StreamingStoragePolicy)  # (an ABC check: slow)
 
     def __len__(self) -> int:
         return len(self.wraps)
@@ -151,12 +152,14 @@ class OnlineReplayBatchSource(BatchSource):
         # Computed when the policy keeps one of the samples: a full reservoir keeps
         # mem_size / seen of them, so most steps of a long stream store nothing.
         extras = None if self.stream_extras is None else _Deferred(lambda: self._extras(len(mb)))
-        if isinstance(policy, StreamingStoragePolicy):
-            policy.update_from_batch(strategy, mb.x, mb.y, mb.t, extras=extras)
+        if self._streaming:
+            changed = policy.update_from_batch(strategy, mb.x, mb.y, mb.t, extras=extras) is not False
         else:
             batch = _Batch(ClassificationDataset(mb.x, mb.y, mb.t), self.experience)
             policy(_BatchAsExperience(strategy, batch))
-        self._stale = True
+            changed = True
+        # Most steps of a long stream store nothing: the memory is then read as before.
+        self._stale = self._stale or changed
         check_replicated(policy, strategy, full=False, when=(
             f"step {strategy.clock.train_exp_iterations} of experience "
             f"{self.experience.current_experience}"))

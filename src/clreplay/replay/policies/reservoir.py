@@ -9,11 +9,8 @@ from torch import Tensor
 
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.policies.base import experience_of
+from clreplay.replay.policies.reservoir_draws import ReplacementDraws
 from clreplay.replay.policies.streaming import StreamingStoragePolicy
-
-#: Up to this many draws, the reservoir decides sample by sample in Python: for a
-#: mini-batch of ten, a few list operations cost less than a dozen tensor ops.
-_SMALL_DRAW = 64
 
 
 class ReservoirSamplingStoragePolicy(StreamingStoragePolicy):
@@ -60,6 +57,7 @@ class ReservoirSamplingStoragePolicy(StreamingStoragePolicy):
         self, ext_mem: Dict, mem_size: int, *, seed: int | None = None, memmap_dir=None
     ) -> None:
         super().__init__(ext_mem, mem_size, seed=seed, memmap_dir=memmap_dir)
+        self._draws = ReplacementDraws(self.mem_size, lambda: self.generator)
         self._adopt()
 
     def _adopt(self) -> None:
@@ -75,13 +73,13 @@ class ReservoirSamplingStoragePolicy(StreamingStoragePolicy):
         experience = experience_of(strategy)
         self._store(strategy, experience.dataset, experience.current_experience)
 
-    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor, *, extras=None) -> None:
-        """Feed the samples of one mini-batch to the reservoir, in order."""
+    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor, *, extras=None) -> bool:
+        """Feed the samples of one mini-batch to the reservoir, in order; whether one was kept."""
         experience = experience_of(strategy)
-        self._store(strategy, (x, y, t), experience.current_experience, extras)
+        return self._store(strategy, (x, y, t), experience.current_experience, extras)
 
-    def _store(self, strategy, data, origin: int, extras=None) -> None:
-        n = len(data) if isinstance(data, ClassificationDataset) else len(data[0])
+    def _store(self, strategy, data, origin: int, extras=None) -> bool:
+        n = len(data) if isinstance(data, ClassificationDataset) else data[0].shape[0]
         fill = min(max(self.mem_size - self.n_seen, 0), n)
         if fill:
             self._write(torch.arange(self._filled, self._filled + fill), data, torch.arange(fill),
@@ -91,8 +89,10 @@ class ReservoirSamplingStoragePolicy(StreamingStoragePolicy):
         if drawn is not None:  # after the fill: a row drawn twice ends with the later sample
             self._write(drawn[1], data, drawn[0] + fill, origin, strategy, extras)
         self.n_seen += n
-        if self.store.allocated and (fill or self.ext_mem[0].storage is not self.store.columns["x"]):
+        regroup = self.store.allocated and (fill or self.ext_mem[0].storage is not self.store.columns["x"])
+        if regroup:
             self._set_groups({0: torch.arange(self._filled)})
+        return bool(regroup) or drawn is not None
 
     def _write(self, rows, data, positions, origin, strategy, extras) -> None:
         self.store.write(rows, self.store.new_values(data, positions, origin, strategy, extras))
@@ -101,32 +101,20 @@ class ReservoirSamplingStoragePolicy(StreamingStoragePolicy):
         """Rows replaced by the next ``count`` samples after ``seen``: (positions, rows).
 
         When several of them draw the same row, the last one wins, as if they
-        were stored one at a time. None when no sample is kept.
+        were stored one at a time. None when no sample is kept. (The uniforms are
+        drawn a chunk at a time: :mod:`~clreplay.replay.policies.reservoir_draws`.)
         """
-        if count <= 0:
-            return None
-        u = torch.rand(count, dtype=torch.float64, generator=self.generator)
-        if count <= _SMALL_DRAW:
-            chosen: Dict[int, int] = {}
-            for k, uk in enumerate(u.tolist()):
-                j = int(uk * (seen + k + 1))  # the same double product as below
-                if j < self.mem_size:
-                    chosen[j] = k
-            if not chosen:
-                return None
-            return torch.tensor(list(chosen.values())), torch.tensor(list(chosen))
-        j = (u * torch.arange(seen + 1, seen + 1 + count, dtype=torch.float64)).long()
-        kept = torch.nonzero(j < self.mem_size).flatten()
-        if kept.numel() == 0:
-            return None
-        rows = j[kept]
-        order = torch.argsort(rows, stable=True)  # within a row, arrival order
-        rows, kept = rows[order], kept[order]
-        last = torch.ones_like(rows, dtype=torch.bool)
-        last[:-1] = rows[1:] != rows[:-1]
-        return kept[last], rows[last]
+        return self._draws.draw(seen, count)
 
     # -------------------------------------------------------------- persistence
+    def _seed_state(self) -> dict:
+        self._draws.rewind()  # the generator as the samples seen so far left it
+        return super()._seed_state()
+
+    def _load_seed_state(self, state: dict) -> None:
+        super()._load_seed_state(state)
+        self._draws.forget()
+
     def _extra_state(self) -> dict:
         return {"n_seen": self.n_seen}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Optional
 
 from torch import Tensor
 
@@ -20,11 +21,14 @@ class StreamingStoragePolicy(StoragePolicy, ABC):
     """
 
     @abstractmethod
-    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor, *, extras=None) -> None:
+    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor, *, extras=None) -> Optional[bool]:
         """Store from the samples ``x`` (labels ``y``, task labels ``t``) of a mini-batch.
 
         ``strategy.experience`` is the experience they come from (its
         ``current_experience`` is their provenance). ``extras`` maps extra columns of
         the store to their values for these samples (one row each), e.g. the logits
         the model gave them; columns it does not name are computed by their ``fill``.
+
+        Returns False when the memory is unchanged (no sample stored), so that online
+        replay goes on reading it as before; True or None: it may have changed.
         """
