@@ -11,6 +11,7 @@ from clreplay.checkpoint import (
     CHECKPOINT_FILENAME,
     CheckpointError,
     load_checkpoint,
+    payload_digest,
     read_checkpoint,
     resume_if_saved,
     save_checkpoint,
@@ -238,6 +239,18 @@ def test_other_configuration_is_refused_naming_what_differs(tmp_path, bench):
 
     elsewhere = replace(SMALL, output="out", checkpoint_dir="ck", device="cpu")
     assert load_checkpoint(build_strategy(SMALL, bench), path, config=elsewhere) == 1
+
+
+def test_a_checkpoint_saved_before_a_config_field_existed_reads_its_old_value(tmp_path, bench):
+    path = save_checkpoint(trained(SMALL, bench, 1), tmp_path / "c.pt", config=SMALL)
+    payload = read_checkpoint(path)
+    del payload["config"]["init"]  # as saved before RunConfig.init existed
+    payload["sha256"] = payload_digest(payload)
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_checkpoint(build_strategy(SMALL, bench), tmp_path / "old.pt", config=SMALL) == 1
+    xavier = replace(SMALL, init="xavier")
+    with pytest.raises(CheckpointError, match=r"init: saved 'default', now 'xavier'"):
+        load_checkpoint(build_strategy(xavier, bench), tmp_path / "old.pt", config=xavier)
 
 
 def test_checkpoint_without_configuration_cannot_match_one(tmp_path, bench):

@@ -68,6 +68,8 @@ def test_flags_are_checked_before_any_training(capsys):
     assert "augment needs an image benchmark" in capsys.readouterr().err
     assert main(["run", "--width", "8"]) == 2
     assert "--width applies to models cnn, resnet18, got --width 8 with --model 'mlp'" in capsys.readouterr().err
+    assert main(["run", "--benchmark", "split_cifar10", "--data", "x", "--model", "cnn", "--init", "xavier"]) == 2
+    assert "--init applies to --model 'mlp', got --init 'xavier' with --model 'cnn'" in capsys.readouterr().err
     assert main(["run", "--benchmark", "split_cifar100"]) == 2
     assert "--data must name a file or folder for --benchmark 'split_cifar100', got None" in capsys.readouterr().err
     assert main(["run", "--benchmark", "split_fashion_mnist", "--data", "/nonexistent"]) == 2

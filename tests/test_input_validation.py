@@ -196,6 +196,7 @@ def test_non_finite_features_are_an_error_and_leave_the_memory_as_it_was(bad, se
         ("checkpoint_dir", 3, TypeError, "checkpoint_dir must be a path or None, got 3"),
         ("lr", float("inf"), ValueError, "lr must be a positive number, got inf"),
         ("lr", float("nan"), ValueError, "lr must be a positive number, got nan"),
+        ("init", "he", ValueError, "init must be one of 'default', 'xavier', got 'he'"),
     ],
 )
 def test_run_config_fields(field, value, error, message):

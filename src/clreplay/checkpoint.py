@@ -66,6 +66,10 @@ CHECKPOINT_FILENAME = "checkpoint.pt"
 IGNORED_CONFIG_FIELDS = frozenset({"output", "checkpoint_dir", "checkpoint_every", "device",
                                    "memmap_dir", "name", "overwrite", "world_size"})
 
+#: Configuration fields added since checkpoints were first saved, and the value that
+#: reproduces what runs computed before them: a checkpoint without one saved it.
+ADDED_CONFIG_FIELDS = {"init": "default"}
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -529,7 +533,10 @@ def check_checkpoint(
                 f"checkpoint {source!r} was saved without a configuration, so it cannot be "
                 "matched with this run's; load it without config= or start afresh"
             )
-        differences += _differences(payload["config"], wanted)
+        saved = payload["config"]
+        if isinstance(saved, dict):
+            saved = {**{k: v for k, v in ADDED_CONFIG_FIELDS.items() if k in wanted}, **saved}
+        differences += _differences(saved, wanted)
     if structure is not None:
         differences += _differences(payload["structure"], structure)
     if differences:

@@ -10,7 +10,7 @@ from typing import Callable, List, Optional
 from clreplay._validation import check_choice
 from clreplay.benchmarks.registry import list_benchmarks
 from clreplay.locking import FolderLockedError
-from clreplay.models import list_models
+from clreplay.models import INITS, list_models
 from clreplay.replay.registry import (
     POLICIES,
     POLICIES_WITH_SELECTION,
@@ -111,6 +111,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--momentum", type=float, default=_DEFAULTS.momentum, help="SGD momentum")
     p.add_argument("--hidden", type=int, nargs="+", default=_DEFAULTS.hidden,
                    help="hidden layer sizes of the MLP")
+    p.add_argument("--init", default=_DEFAULTS.init, type=_choice("--init", list(INITS)),
+                   metavar=_metavar(list(INITS)),
+                   help="the MLP's initialisation: " + ", ".join(f"{k} ({v})" for k, v in INITS.items()))
     p.add_argument("--no-replay", dest="replay", action="store_false",
                    help="plain fine-tuning (Naive) without a memory, as a baseline (replay is on "
                    "unless this is given)")

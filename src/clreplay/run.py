@@ -82,7 +82,7 @@ def build_strategy(config: RunConfig, benchmark: Benchmark, *,
     """
     model = make_model(config.model, benchmark.input_shape or (benchmark.n_features,),
                        benchmark.n_classes, seed=config.seed, hidden=config.hidden,
-                       width=config.width, mean=benchmark.mean, std=benchmark.std)
+                       width=config.width, mean=benchmark.mean, std=benchmark.std, init=config.init)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     plugins = get_method(config.method).build(config, model) if config.replay else []
     if config.augments:

@@ -23,7 +23,7 @@ from clreplay._validation import (
     device_available,
 )
 from clreplay.benchmarks.registry import IMAGE_BENCHMARKS, list_benchmarks, needs_data_path
-from clreplay.models import IMAGE_MODELS, list_models
+from clreplay.models import IMAGE_MODELS, INITS, list_models
 from clreplay.replay.policies.parametric import GROUPBY
 from clreplay.replay.registry import (
     POLICIES_WITH_SELECTION,
@@ -75,6 +75,7 @@ class RunConfig:
     # Models and augmentation (image benchmarks keep uint8 images; models normalise them).
     model: str = "mlp"  # mlp, cnn, resnet18
     width: Optional[int] = None  # resnet18 base filters (default 20) or cnn channels (32)
+    init: str = "default"  # the MLP's initialisation: default (torch's) or xavier
     augment: Optional[bool] = None  # crop + flip; None: on for split_cifar10/100, else off
     # Processes the run trains on (set by the launcher: --nproc, or torchrun's group).
     # batch_size is the global batch: each process trains on batch_size / world_size.
@@ -151,6 +152,10 @@ class RunConfig:
                 raise ValueError(f"{n('width')} applies to models {', '.join(IMAGE_MODELS)}, got "
                                  f"{_setting(n, 'width', self.width)} with {n('model')} {self.model!r} "
                                  f"(use {n('hidden')})")
+        check_choice(n("init"), self.init, list(INITS))
+        if self.init != "default" and self.model != "mlp":
+            raise ValueError(f"{n('init')} applies to {n('model')} 'mlp', got "
+                             f"{_setting(n, 'init', self.init)} with {n('model')} {self.model!r}")
         if self.augment is not None and not isinstance(self.augment, bool):
             raise TypeError(f"{n('augment')} must be a bool or None, got {self.augment!r}")
         if self.augment and not image:

@@ -30,6 +30,10 @@ def test_bad_names_and_shapes():
         make_model("resnet18", (784,), 10)
     with pytest.raises(ValueError, match="width applies to models"):
         make_model("mlp", (784,), 10, width=3)
+    with pytest.raises(ValueError, match="init applies to model 'mlp', got init='xavier' with model 'cnn'"):
+        make_model("cnn", (1, 28, 28), 10, init="xavier")
+    image_mlp = make_model("mlp", (1, 8, 8), 10, hidden=[16], init="xavier")
+    assert torch.equal(image_mlp[2].bias, torch.zeros(16))  # after the normalisation and the flatten
     with pytest.raises(ValueError, match=r"input_shape must be at least 4x4 pixels, got \(1, 3, 3\)"):
         make_model("cnn", (1, 3, 3), 10)
     with pytest.raises(TypeError, match="model must name its embedding layer"):

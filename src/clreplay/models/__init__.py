@@ -5,7 +5,7 @@ Image models take raw ``uint8`` batches ``(N, C, H, W)``: their first layer,
 """
 
 from clreplay.models.cnn import SmallCNN, make_cnn
-from clreplay.models.mlp import make_image_mlp, make_mlp
+from clreplay.models.mlp import INITS, make_image_mlp, make_mlp
 from clreplay.models.normalization import InputNormalization
 from clreplay.models.registry import (
     IMAGE_MODELS,
@@ -18,6 +18,7 @@ from clreplay.models.resnet import BasicBlock, ResNet18, make_resnet18
 __all__ = [
     "BasicBlock",
     "IMAGE_MODELS",
+    "INITS",
     "InputNormalization",
     "ResNet18",
     "SmallCNN",

@@ -9,7 +9,7 @@ from torch import nn
 
 from clreplay._validation import check_choice, check_positive_int
 from clreplay.models.cnn import make_cnn
-from clreplay.models.mlp import make_image_mlp, make_mlp
+from clreplay.models.mlp import INITS, make_image_mlp, make_mlp
 from clreplay.models.resnet import make_resnet18
 
 #: name -> what it is (the command line's help).
@@ -44,14 +44,16 @@ def make_model(
     width: Optional[int] = None,
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
+    init: str = "default",
 ) -> nn.Module:
     """The model ``name`` for inputs of ``input_shape`` (``(D,)`` vectors or ``(C, H, W)``
     images), initialised from ``seed``.
 
     Image models start with :class:`~clreplay.models.InputNormalization` (``mean``,
     ``std`` per channel, in [0, 1] units), so they take raw ``uint8`` batches. ``hidden``
-    sets the MLP's layers; ``width`` the ResNet-18's base filters (default 20) or the
-    CNN's first convolution's channels (default 32; the second has twice as many).
+    sets the MLP's layers and ``init`` its initialisation (:data:`~clreplay.models.mlp.INITS`);
+    ``width`` the ResNet-18's base filters (default 20) or the CNN's first convolution's
+    channels (default 32; the second has twice as many).
 
     >>> make_model("resnet18", (3, 32, 32), 10).classifier
     Linear(in_features=160, out_features=10, bias=True)
@@ -64,13 +66,16 @@ def make_model(
     shape = tuple(input_shape)
     if width is not None:
         width = check_positive_int("width", width)
+    check_choice("init", init, list(INITS))
     if name == "mlp":
         if width is not None:
             raise ValueError(f"width applies to models {list(DEFAULT_WIDTH)}, got width={width} "
                              "with model 'mlp' (its layers are set by hidden)")
         if len(shape) == 1:
-            return make_mlp(shape[0], n_classes, hidden, seed=seed)
-        return make_image_mlp(shape, n_classes, hidden, seed=seed, mean=mean, std=std)
+            return make_mlp(shape[0], n_classes, hidden, seed=seed, init=init)
+        return make_image_mlp(shape, n_classes, hidden, seed=seed, mean=mean, std=std, init=init)
+    if init != "default":
+        raise ValueError(f"init applies to model 'mlp', got init={init!r} with model {name!r}")
     if len(shape) != 3:
         raise ValueError(
             f"model {name!r} needs image inputs (channels, height, width), got input_shape {shape}"
