@@ -10,14 +10,18 @@ read from the IDX files in ``--fmnist``. Settings (SGD without momentum, lr 0.1)
 * ``5ep-m200``: five epochs per experience, batch 32 + memory batch 32, memory 200.
 
 Each run is built as ``clreplay run --method ...`` builds it (:func:`clreplay.run.build_strategy`)
-with the method's default hyper-parameters (the papers' MNIST settings); ER is the
+with the method's default hyper-parameters (the papers' MNIST settings) and the MLP
+initialised as the reference's (``--init xavier``, mammoth's MNISTMLP; ``--init default``
+for torch's); "DER++, alpha 0.5, beta 0.5" is DER++ with the pair of the best score of
+``bench/derpp_validation_grid.py``; ER is the
 reservoir memory updated after each experience ("ER, online reservoir": updated after
 every step, replayed from the first step on, as DER, DER++ and ER-ACE do), A-GEM's reference batch is the memory
 batch, GDumb makes 128 passes over its memory at each evaluation point. Model and
 strategy seeds are the run's seed. Finished runs are kept in the JSON file, so an
 interrupted table resumes where it stopped.
 
-    python bench/methods_table.py                      # the full table (about an hour on one core)
+    python bench/methods_table.py                      # the full table (about half an hour on one core)
+    python bench/methods_table.py --init default       # the same with torch's initialisation
     python bench/methods_table.py --quick              # one seed, split_digits, one setting
     python bench/methods_table.py --jobs 2             # runs in 2 processes (one thread each)
 """
@@ -42,20 +46,26 @@ import torch  # noqa: E402
 from clreplay.benchmarks import split_digits, split_mnist  # noqa: E402
 from clreplay.run import RunConfig, build_strategy  # noqa: E402
 
-METHODS = ["naive", "er", "online-er", "der", "derpp", "er-ace", "agem", "gdumb", "icarl"]
+METHODS = ["naive", "er", "online-er", "der", "derpp", "derpp-val", "er-ace", "agem", "gdumb", "icarl"]
+#: DER++ with the (alpha, beta) of the best mean of bench/derpp_validation_grid.py (10% of
+#: each class of the training set held out; lr 0.1 and the table's initialisation).
+VALIDATED_DERPP = {"alpha": 0.5, "beta": 0.5}
 LABELS = {"naive": "Naive (fine-tuning)", "er": "ER", "online-er": "ER, online reservoir",
-          "der": "DER", "derpp": "DER++",
+          "der": "DER", "derpp": "DER++", "derpp-val": "DER++, alpha 0.5, beta 0.5 (validation grid)",
           "er-ace": "ER-ACE", "agem": "A-GEM", "gdumb": "GDumb", "icarl": "iCaRL"}
 #: name -> (epochs, batch size, memory batch, memory size)
 SETTINGS = {"1ep-m200": (1, 10, 10, 200), "1ep-m500": (1, 10, 10, 500), "5ep-m200": (5, 32, 32, 200)}
 DATASETS = {"digits": "split_digits", "fmnist": "split Fashion-MNIST"}
 HERE = Path(__file__).resolve().parent
+#: The MLP's initialisation: the reference's (mammoth's MNISTMLP: Xavier-uniform weights,
+#: zero biases), so that the methods are compared with its figures on one protocol.
+INIT = "xavier"
 
 
-def config_for(method: str, setting: str, seed: int) -> RunConfig:
+def config_for(method: str, setting: str, seed: int, init: str = INIT) -> RunConfig:
     epochs, batch, batch_mem, mem = SETTINGS[setting]
     config = RunConfig(epochs=epochs, batch_size=batch, lr=0.1, momentum=0.0, hidden=[100, 100],
-                       mem_size=mem, seed=seed)
+                       init=init, mem_size=mem, seed=seed)
     if method == "naive":
         return replace(config, replay=False).validate()
     if method == "er":
@@ -64,6 +74,9 @@ def config_for(method: str, setting: str, seed: int) -> RunConfig:
         return replace(config, policy="reservoir", online=True, batch_size_mem=batch_mem).validate()
     if method == "agem":
         return replace(config, method=method, method_options={"sample_size": batch_mem}).validate()
+    if method == "derpp-val":
+        return replace(config, method="derpp", method_options=dict(VALIDATED_DERPP),
+                       batch_size_mem=batch_mem).validate()
     if method == "gdumb":
         return replace(config, method=method).validate()
     return replace(config, method=method, batch_size_mem=batch_mem).validate()
@@ -76,25 +89,27 @@ def load_benchmark(dataset: str, fmnist_root: str):
     return split_mnist(fmnist_root, 5, seed=None)
 
 
-def run_one(key: Tuple[str, str, str, int], fmnist_root: str) -> dict:
-    """Train one method on one benchmark and setting with one seed."""
+def run_one(key: Tuple[str, str, str, int, str], fmnist_root: str) -> dict:
+    """Train one method on one benchmark and setting with one seed and initialisation."""
     torch.set_num_threads(1)
-    dataset, setting, method, seed = key
+    dataset, setting, method, seed, init = key
     bench = load_benchmark(dataset, fmnist_root)
-    config = config_for(method, setting, seed)
+    config = config_for(method, setting, seed, init)
     strategy = build_strategy(config, bench)
     started = time.perf_counter()
     for experience in bench.train_stream:
         strategy.train(experience)
     seconds = time.perf_counter() - started
     final = strategy.evaluator.accuracy_matrix[-1]
-    return {"dataset": dataset, "setting": setting, "method": method, "seed": seed,
+    return {"dataset": dataset, "setting": setting, "method": method, "seed": seed, "init": init,
             "accuracy": sum(final) / len(final), "final_row": final, "seconds": seconds,
             "method_options": config.method_options}
 
 
 def _key(record: dict) -> str:
-    return f"{record['dataset']}/{record['setting']}/{record['method']}/{record['seed']}"
+    # Runs recorded before the initialisation was an option used torch's default.
+    return (f"{record['dataset']}/{record['setting']}/{record['method']}/{record['seed']}/"
+            f"{record.get('init', 'default')}")
 
 
 def _naive_setting(setting: str) -> str:
@@ -102,8 +117,9 @@ def _naive_setting(setting: str) -> str:
     return "1ep-m200" if setting == "1ep-m500" else setting
 
 
-def summarise(records: List[dict], datasets, settings, methods) -> Dict[tuple, dict]:
+def summarise(records: List[dict], datasets, settings, methods, init: str = INIT) -> Dict[tuple, dict]:
     cells = {}
+    records = [r for r in records if r.get("init", "default") == init]
     for dataset in datasets:
         for setting in settings:
             for method in methods:
@@ -145,6 +161,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fmnist", default="/usr/share/datasets/fashion-mnist",
                         help="folder of the four Fashion-MNIST IDX files")
     parser.add_argument("--jobs", type=int, default=1, help="processes (each on one thread)")
+    parser.add_argument("--init", choices=["default", "xavier"], default=INIT,
+                        help="the MLP's initialisation (default: the reference's, xavier)")
     parser.add_argument("--out", default=str(HERE / "results" / "methods_table"),
                         help="prefix of the .json (every run) and .md (the table) written")
     args = parser.parse_args(argv)
@@ -152,7 +170,8 @@ def main(argv=None) -> int:
         args.seeds, args.datasets, args.settings = [0], ["digits"], ["1ep-m200"]
         args.out += "_quick"
     torch.set_num_threads(1)
-    json_path, md_path = Path(args.out + ".json"), Path(args.out + ".md")
+    json_path = Path(args.out + ".json")
+    md_path = Path(args.out + ("" if args.init == INIT else f"_{args.init}_init") + ".md")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     records = json.loads(json_path.read_text())["runs"] if json_path.exists() else []
     done = {_key(r) for r in records}
@@ -162,7 +181,7 @@ def main(argv=None) -> int:
             for method in args.methods:
                 wanted = _naive_setting(setting) if method == "naive" else setting
                 for seed in args.seeds:
-                    key = (dataset, wanted, method, seed)
+                    key = (dataset, wanted, method, seed, args.init)
                     if "/".join(map(str, key)) not in done and key not in keys:
                         keys.append(key)
     print(f"{len(keys)} runs to do ({len(done)} already in {json_path})", flush=True)
@@ -181,7 +200,7 @@ def main(argv=None) -> int:
     else:
         for key in keys:
             save(run_one(key, args.fmnist))
-    cells = summarise(records, args.datasets, args.settings, args.methods)
+    cells = summarise(records, args.datasets, args.settings, args.methods, args.init)
     table = markdown(cells, args.datasets, args.settings, args.methods)
     md_path.write_text(table + "\n")
     print("\n" + table)
