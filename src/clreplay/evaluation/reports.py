@@ -95,6 +95,8 @@ def run_label(config: dict, name: Optional[str] = None) -> str:
     >>> run_label({"benchmark": "split_digits", "method": "derpp", "mem_size": 200,
     ...            "method_options": {"alpha": 0.2, "beta": 1.0}})
     'split_digits, derpp (alpha 0.2, beta 1.0), memory 200'
+    >>> run_label({"benchmark": "split_digits", "init": "xavier", "mem_size": 200, "policy": "reservoir"})
+    'split_digits, xavier init, replay 200 (reservoir)'
     """
     from clreplay.replay.registry import POLICIES_WITH_SELECTION
 
@@ -104,6 +106,8 @@ def run_label(config: dict, name: Optional[str] = None) -> str:
         augment = config.get("benchmark") in ("split_cifar10", "split_cifar100")
     if config.get("model", "mlp") != "mlp" or augment:
         parts.append(str(config.get("model", "mlp")) + (", augmented" if augment else ""))
+    if config.get("init", "default") != "default":
+        parts.append(f"{config['init']} init")
     method = method_of(config)
     if config.get("replay") is False:
         parts.append("no replay")
