@@ -134,7 +134,34 @@ def summarise(records: List[dict], datasets, settings, methods, init: str = INIT
     return cells
 
 
-def markdown(cells, datasets, settings, methods) -> str:
+def paired_differences(records: List[dict], datasets, settings, methods, init: str = INIT) -> Dict[tuple, dict]:
+    """Each method's final average accuracy minus ER's, paired by seed (the same seed gives
+    both the same model initialisation and data order), in points: mean, standard error
+    and 95% t-interval over the seeds both ran (two at least)."""
+    from scipy.stats import t as student_t
+
+    records = [r for r in records if r.get("init", "default") == init]
+    out = {}
+    for dataset in datasets:
+        for setting in settings:
+            er = {r["seed"]: r["accuracy"] for r in records
+                  if (r["dataset"], r["setting"], r["method"]) == (dataset, setting, "er")}
+            for method in methods:
+                if method in ("er", "naive"):
+                    continue
+                runs = {r["seed"]: r["accuracy"] for r in records
+                        if (r["dataset"], r["setting"], r["method"]) == (dataset, setting, method)}
+                diffs = [100 * (runs[seed] - er[seed]) for seed in sorted(set(runs) & set(er))]
+                if len(diffs) < 2:
+                    continue
+                mean, se = statistics.mean(diffs), statistics.stdev(diffs) / len(diffs) ** 0.5
+                half = student_t.ppf(0.975, len(diffs) - 1) * se
+                out[(dataset, setting, method)] = {"mean": mean, "se": se, "low": mean - half,
+                                                   "high": mean + half, "seeds": len(diffs)}
+    return out
+
+
+def markdown(cells, datasets, settings, methods, paired=None) -> str:
     columns = [(d, s) for d in datasets for s in settings]
     head = "| method | " + " | ".join(f"{DATASETS[d]}, {s}" for d, s in columns) + " |"
     lines = ["Final average accuracy (mean ± std over seeds):", "", head,
@@ -148,7 +175,20 @@ def markdown(cells, datasets, settings, methods) -> str:
     for method in methods:
         row = [f"{cells[(d, s, method)]['seconds']:.1f}" if (d, s, method) in cells else "" for d, s in columns]
         lines.append(f"| {LABELS[method]} | " + " | ".join(row) + " |")
+    if paired:
+        lines += ["", "Difference from ER in points, paired by seed (mean ± standard error, "
+                  "[95% t-interval], seeds):", "", head, "| --- |" + " --- |" * len(columns)]
+        for method in methods:
+            if not any((d, s, method) in paired for d, s in columns):
+                continue
+            row = [_paired_cell(paired[(d, s, method)]) if (d, s, method) in paired else "" for d, s in columns]
+            lines.append(f"| {LABELS[method]} | " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _paired_cell(cell: dict) -> str:
+    return (f"{cell['mean']:+.2f} ± {cell['se']:.2f} [{cell['low']:+.2f}, {cell['high']:+.2f}], "
+            f"{cell['seeds']}")
 
 
 def main(argv=None) -> int:
@@ -201,7 +241,8 @@ def main(argv=None) -> int:
         for key in keys:
             save(run_one(key, args.fmnist))
     cells = summarise(records, args.datasets, args.settings, args.methods, args.init)
-    table = markdown(cells, args.datasets, args.settings, args.methods)
+    paired = paired_differences(records, args.datasets, args.settings, args.methods, args.init)
+    table = markdown(cells, args.datasets, args.settings, args.methods, paired)
     md_path.write_text(table + "\n")
     print("\n" + table)
     return 0
