@@ -95,26 +95,37 @@ def compare(method: str, cfg: Config, bench, repeats: int) -> Dict[str, float]:
             "forwarded_ratio": med[method]["forwarded"] / med["er"]["forwarded"]}
 
 
-def main(argv=None) -> int:
-    args = h.parse_args(
-        __doc__.splitlines()[0], argv,
-        repeats={"type": int, "default": 3, "help": "measured runs of each method (median)"},
-        methods={"nargs": "+", "choices": METHODS, "default": METHODS, "help": "methods to compare with ER"},
-        batch={"type": int, "default": 10, "help": "stream samples per batch"},
-        batch_mem={"type": int, "default": 10, "help": "memory samples per batch (and per draw)"},
-        hidden={"type": int, "nargs": "+", "default": list(Config.hidden),
-                "help": "widths of the MLP's hidden layers (default: the table's 100 100)"},
-        samples={"type": int, "default": Config.n_samples, "help": "samples in the stream (5 experiences)"},
-    )
+#: The options of the stream, model and batches (shared with bench_step_breakdown.py).
+STREAM_OPTIONS = {
+    "repeats": {"type": int, "default": 3, "help": "measured runs of each method (median)"},
+    "batch": {"type": int, "default": 10, "help": "stream samples per batch"},
+    "batch_mem": {"type": int, "default": 10, "help": "memory samples per batch (and per draw)"},
+    "hidden": {"type": int, "nargs": "+", "default": list(Config.hidden),
+               "help": "widths of the MLP's hidden layers (default: the table's 100 100)"},
+    "samples": {"type": int, "default": Config.n_samples, "help": "samples in the stream (5 experiences)"},
+}
+
+
+def setting_of(args):
+    """The config, the runs per method and the 5-experience stream the parsed
+    :data:`STREAM_OPTIONS` ask for (non-positive values refused, naming the flag)."""
     for flag, values in (("--hidden", args.hidden), ("--samples", [args.samples]), ("--batch", [args.batch]),
-                         ("--batch-mem", [args.batch_mem])):
+                         ("--batch-mem", [args.batch_mem]), ("--repeats", [args.repeats])):
         if min(values) < 1:
             raise SystemExit(f"{flag} must be positive, got {' '.join(map(str, values))}")
     cfg = Config.quick() if args.quick else Config(n_samples=args.samples, hidden=tuple(args.hidden),
                                                    batch=args.batch, batch_mem=args.batch_mem)
-    repeats = 1 if args.quick else args.repeats
     train, test = make_synthetic(cfg.n_samples, cfg.n_features, 10, seed=0)
-    bench = class_incremental(train, test, 5, seed=0)
+    return cfg, 1 if args.quick else args.repeats, class_incremental(train, test, 5, seed=0)
+
+
+def main(argv=None) -> int:
+    args = h.parse_args(
+        __doc__.splitlines()[0], argv,
+        methods={"nargs": "+", "choices": METHODS, "default": METHODS, "help": "methods to compare with ER"},
+        **STREAM_OPTIONS,
+    )
+    cfg, repeats, bench = setting_of(args)
     print(f"methods throughput: {cfg}\nmachine: {h.machine()}")
     h.steady_malloc()
     all_ok = True

@@ -29,9 +29,8 @@ from typing import Dict, List, Optional
 
 import _harness as h
 import torch
-from bench_methods_throughput import METHODS, Config, plugin_for
+from bench_methods_throughput import METHODS, STREAM_OPTIONS, Config, plugin_for, setting_of
 
-from clreplay.benchmarks import class_incremental, make_synthetic
 from clreplay.models import make_mlp
 from clreplay.training import Naive
 from clreplay.training.plugin import StrategyPlugin
@@ -120,23 +119,11 @@ def run(method: str, cfg: Config, bench, seed: int) -> Dict[str, float]:
 def main(argv=None) -> int:
     args = h.parse_args(
         __doc__.splitlines()[0], argv,
-        repeats={"type": int, "default": 3, "help": "runs of each method (median)"},
         methods={"nargs": "+", "choices": ["er"] + METHODS, "default": ["er", "online-er", "der", "derpp"],
                  "help": "methods to time"},
-        batch={"type": int, "default": 10, "help": "stream samples per batch"},
-        batch_mem={"type": int, "default": 10, "help": "memory samples per batch (and per draw)"},
-        hidden={"type": int, "nargs": "+", "default": list(Config.hidden), "help": "hidden layer widths"},
-        samples={"type": int, "default": Config.n_samples, "help": "samples in the stream (5 experiences)"},
+        **STREAM_OPTIONS,
     )
-    for flag, values in (("--hidden", args.hidden), ("--samples", [args.samples]), ("--batch", [args.batch]),
-                         ("--batch-mem", [args.batch_mem]), ("--repeats", [args.repeats])):
-        if min(values) < 1:
-            raise SystemExit(f"{flag} must be positive, got {' '.join(map(str, values))}")
-    cfg = Config.quick() if args.quick else Config(n_samples=args.samples, hidden=tuple(args.hidden),
-                                                   batch=args.batch, batch_mem=args.batch_mem)
-    repeats = 1 if args.quick else args.repeats
-    train, test = make_synthetic(cfg.n_samples, cfg.n_features, 10, seed=0)
-    bench = class_incremental(train, test, 5, seed=0)
+    cfg, repeats, bench = setting_of(args)
     print(f"step breakdown (us per step, median of {repeats}): {cfg}\nmachine: {h.machine()}")
     h.steady_malloc()
     runs: Dict[str, List[Dict[str, float]]] = {m: [] for m in args.methods}
