@@ -114,8 +114,11 @@ class ClassificationDataset(Dataset):
         self._t_all = t_all
         self._indices = indices  # None means every storage row, in order
         self.transform = transform
-        self._targets: Tensor | None = None
-        self._task_labels: Tensor | None = None
+        # Labels of a view, gathered once and kept while the label tensors are unchanged:
+        # a replay memory overwrites stored rows in place (the reservoir), and a view's
+        # labels must be what is stored now. The key is the tensors' version counters,
+        # which every in-place write bumps.
+        self._labels_cache: Tuple[int, int, Tensor, Tensor] | None = None
 
     @classmethod
     def _from_parts(cls, storage, y_all, t_all, indices, transform) -> "ClassificationDataset":
@@ -184,17 +187,33 @@ class ClassificationDataset(Dataset):
             return torch.arange(len(self._storage), device=self._y_all.device)
         return self._indices
 
+    def _view_labels(self) -> Tuple[Tensor, Tensor]:
+        key = (self._y_all._version, self._t_all._version)
+        cache = self._labels_cache
+        if cache is None or cache[:2] != key:
+            cache = self._labels_cache = (*key, self._y_all[self._indices], self._t_all[self._indices])
+        return cache[2], cache[3]
+
     @property
     def targets(self) -> Tensor:
-        if self._targets is None:
-            self._targets = self._y_all if self._indices is None else self._y_all[self._indices]
-        return self._targets
+        """Class labels, as stored now (a view of a memory reads rows overwritten in place).
+
+        >>> y = torch.tensor([0, 1, 2])
+        >>> view = ClassificationDataset.from_storage(torch.zeros(3, 1), y, torch.zeros(3, dtype=torch.long),
+        ...                                           torch.tensor([2, 0]))
+        >>> view.targets.tolist(), y.index_fill_(0, torch.tensor([2]), 7) is y, view.targets.tolist()
+        ([2, 0], True, [7, 0])
+        """
+        if self._indices is None:
+            return self._y_all
+        return self._view_labels()[0]
 
     @property
     def task_labels(self) -> Tensor:
-        if self._task_labels is None:
-            self._task_labels = self._t_all if self._indices is None else self._t_all[self._indices]
-        return self._task_labels
+        """Task labels, as stored now (see :attr:`targets`)."""
+        if self._indices is None:
+            return self._t_all
+        return self._view_labels()[1]
 
     @property
     def device(self) -> torch.device:
