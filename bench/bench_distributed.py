@@ -34,7 +34,7 @@ of the two runs agree to 7e-7 for three experiences, then drift apart (5e-3, the
 0.42 away from itself, at accuracy 0.6760 instead of 0.7017 (2 processes: 0.6847).
 The runs with fewer steps end at the same accuracy (256 per rank) or 1e-4 apart.
 
-Each run starts its own processes (``clreplay.training.distributed.launch``, one
+Each run starts its own processes (``clreplay.distributed.launch``, one
 torch thread each); only the training loop is timed (between barriers), not the
 start-up nor the final evaluation. Runs alternate; medians are reported. Run it
 on an otherwise idle machine (two processes need both cores); about 5 minutes.
@@ -59,7 +59,7 @@ from clreplay import ReplayPlugin
 from clreplay.benchmarks import class_incremental, make_synthetic
 from clreplay.models import make_mlp
 from clreplay.training import Naive, StrategyPlugin
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 
 TARGET = 1.6
 

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from clreplay import OnlineReplayPlugin
 from clreplay.benchmarks import class_incremental, make_synthetic
-from clreplay.benchmarks.experience import Benchmark, Experience
+from clreplay.data.experience import Benchmark, Experience
 from clreplay.models import make_mlp
 from clreplay.training import Naive
 

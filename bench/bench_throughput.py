@@ -27,7 +27,7 @@ from torch import Tensor
 
 from clreplay import ReplayPlugin
 from clreplay.benchmarks import class_incremental, make_synthetic
-from clreplay.benchmarks.experience import Benchmark
+from clreplay.data.experience import Benchmark
 from clreplay.models import make_mlp
 from clreplay.training import Naive
 

@@ -85,7 +85,7 @@ def child(point: str, at: int, argv: Sequence[str]) -> int:
 
     import torch
 
-    import clreplay.checkpoint as checkpoint
+    import clreplay.checkpoint.atomic as checkpoint
     import clreplay.evaluation.loggers as loggers
     import clreplay.replay.storage.memmap as memmap
     from clreplay.cli import main
@@ -112,7 +112,7 @@ def child(point: str, at: int, argv: Sequence[str]) -> int:
     elif point in ("before_rename", "after_rename"):
         real_replace = os.replace
 
-        class PatchedOs:  # only checkpoint.py's os.replace is wrapped
+        class PatchedOs:  # only the checkpoint writer's os.replace is wrapped
             def __getattr__(self, name):
                 return getattr(os, name)
 

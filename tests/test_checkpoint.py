@@ -6,7 +6,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-import clreplay.checkpoint as checkpoint_module
+import clreplay.checkpoint.atomic as checkpoint_module
+import clreplay.checkpoint.compat
 from clreplay.checkpoint import (
     CHECKPOINT_FILENAME,
     CheckpointError,
@@ -207,7 +208,7 @@ def test_files_that_are_not_checkpoints(tmp_path, bench):
     payload = read_checkpoint(good)
     payload["version"] = 99
     torch.save(payload, tmp_path / "future.pt")
-    with pytest.raises(CheckpointError, match="format version 99; this clreplay reads version 2"):
+    with pytest.raises(CheckpointError, match="format version 99; this clreplay reads version 3"):
         load_checkpoint(strategy, tmp_path / "future.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt' does not exist"):
         load_checkpoint(strategy, tmp_path / "missing.pt")
@@ -241,7 +242,10 @@ def test_other_configuration_is_refused_naming_what_differs(tmp_path, bench):
     assert load_checkpoint(build_strategy(SMALL, bench), path, config=elsewhere) == 1
 
 
-def test_a_checkpoint_saved_before_a_config_field_existed_reads_its_old_value(tmp_path, bench):
+def test_a_checkpoint_saved_before_a_config_field_existed_reads_its_old_value(tmp_path, bench,
+                                                                            monkeypatch):
+    # As if init had been added since checkpoints of this format were first saved.
+    monkeypatch.setitem(clreplay.checkpoint.compat.ADDED_CONFIG_FIELDS, "init", "default")
     path = save_checkpoint(trained(SMALL, bench, 1), tmp_path / "c.pt", config=SMALL)
     payload = read_checkpoint(path)
     del payload["config"]["init"]  # as saved before RunConfig.init existed

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-import clreplay.checkpoint as checkpoint_module
+import clreplay.checkpoint.atomic as checkpoint_module
 from clreplay.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -79,13 +79,19 @@ def test_digest_is_stable_and_type_aware():
     assert payload_digest({"sha256": "anything", **a}) == payload_digest(a)
 
 
-def test_files_of_format_version_1_are_refused(tmp_path, bench):
+@pytest.mark.parametrize("version", [1, 2])
+def test_files_of_earlier_format_versions_are_refused_naming_the_version(tmp_path, bench, version):
     path = save_checkpoint(trained(SMALL, bench, 0), tmp_path / "c.pt")
     payload = read_checkpoint(path)
-    del payload["sha256"]
-    payload["version"] = 1
+    payload["version"] = version
+    if version == 1:
+        del payload["sha256"]
+    else:
+        payload["sha256"] = payload_digest(payload)
     torch.save(payload, path)
-    with pytest.raises(CheckpointError, match="has format version 1; this clreplay reads version 2"):
+    with pytest.raises(CheckpointError, match=rf"has format version {version} \(saved before the method "
+                       r"contract.*cannot be continued exactly\); this clreplay reads version 3: start "
+                       "afresh"):
         read_checkpoint(path)
 
 

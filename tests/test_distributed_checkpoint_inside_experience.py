@@ -19,7 +19,7 @@ from clreplay.checkpoint import CheckpointEvery, load_checkpoint, read_checkpoin
 from clreplay.evaluation import EvaluationPlugin
 from clreplay.models import make_mlp
 from clreplay.training import Naive
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 
 KINDS = ("offline", "online")
 #: Stopped at the end of iteration 4 of experience 1's second epoch (7 batches an epoch:

@@ -33,7 +33,7 @@ from clreplay.models import feature_layer_name, make_mlp
 from clreplay.replay.storage.consistency import MemoryMismatchError
 from clreplay.run import RunConfig, build_benchmark, build_strategy
 from clreplay.training import Naive, StrategyPlugin
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 from clreplay.training.augmentation import AugmentationPlugin
 
 TIMEOUT = timedelta(seconds=90)

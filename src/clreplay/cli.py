@@ -21,7 +21,7 @@ from clreplay.replay.registry import (
 )
 from clreplay.run import RunConfig, launch_experiment, run_experiment
 from clreplay.strategies.registry import METHODS, all_options, list_methods
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 from clreplay.training.guards import NonFiniteLossError
 
 _DEFAULTS = RunConfig()

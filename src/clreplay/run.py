@@ -21,7 +21,7 @@ import torch
 
 from clreplay._seeding import derive_seed
 from clreplay._validation import check_positive_int
-from clreplay.benchmarks.experience import Benchmark
+from clreplay.data.experience import Benchmark
 from clreplay.benchmarks.registry import data_path_usage, get_benchmark, needs_data_path
 from clreplay.checkpoint import (
     CheckpointEvery,
@@ -44,7 +44,7 @@ from clreplay.models import make_model
 from clreplay.run_config import RunConfig, renamed
 from clreplay.strategies.er import build_replay_plugin
 from clreplay.strategies.registry import get_method
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 from clreplay.training.augmentation import AugmentationPlugin
 from clreplay.training.guards import NonFiniteLossGuard
 from clreplay.training.strategy import BaseStrategy, Naive

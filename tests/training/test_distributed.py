@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from clreplay.training import RunContext
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 
 
 def test_one_process_reads_as_rank_0_of_1_and_collectives_are_identities():

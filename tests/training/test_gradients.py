@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 from clreplay.training.gradients import GradientReducer
 
 

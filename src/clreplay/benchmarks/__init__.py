@@ -7,7 +7,7 @@ from clreplay.benchmarks.cifar import (
     split_cifar100,
 )
 from clreplay.benchmarks.digits import load_digits_datasets, split_digits
-from clreplay.benchmarks.experience import Benchmark, Experience
+from clreplay.data.experience import Benchmark, Experience
 from clreplay.benchmarks.fashion_mnist import (
     FASHION_MNIST_DIR,
     load_fashion_mnist_datasets,

@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from clreplay.benchmarks.experience import Benchmark
+from clreplay.data.experience import Benchmark
 from clreplay.benchmarks.scenarios import class_incremental
 from clreplay.data.dataset import ClassificationDataset
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-from clreplay.benchmarks.experience import Benchmark
+from clreplay.data.experience import Benchmark
 from clreplay.benchmarks.files import load_idx_images
 from clreplay.benchmarks.scenarios import class_incremental
 from clreplay.data.dataset import ClassificationDataset

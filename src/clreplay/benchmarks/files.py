@@ -28,7 +28,7 @@ from clreplay.benchmarks.checks import (
     read_file_bytes,
     remap_labels,
 )
-from clreplay.benchmarks.experience import Benchmark
+from clreplay.data.experience import Benchmark
 from clreplay.benchmarks.scenarios import class_incremental
 from clreplay.data.dataset import ClassificationDataset
 

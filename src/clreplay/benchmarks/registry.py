@@ -8,7 +8,7 @@ from typing import Callable, Dict, List
 from clreplay._validation import check_choice
 from clreplay.benchmarks.cifar import split_cifar10, split_cifar100
 from clreplay.benchmarks.digits import split_digits
-from clreplay.benchmarks.experience import Benchmark
+from clreplay.data.experience import Benchmark
 from clreplay.benchmarks.fashion_mnist import split_fashion_mnist
 from clreplay.benchmarks.files import split_mnist, split_npz
 from clreplay.benchmarks.synthetic import split_synthetic

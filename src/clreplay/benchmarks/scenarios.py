@@ -10,7 +10,7 @@ import torch
 from clreplay._seeding import make_generator
 from clreplay._validation import check_positive_int, check_seed
 from clreplay.benchmarks.checks import check_finite, check_labels
-from clreplay.benchmarks.experience import Benchmark, Experience
+from clreplay.data.experience import Benchmark, Experience
 from clreplay.data.dataset import ClassificationDataset
 
 

@@ -1,7 +1,9 @@
-"""Datasets and batch sources."""
+"""Datasets, experiences and batch sources: what every other layer reads data through."""
 
 from clreplay.data.batching import BatchSource, DatasetBatchSource, MappedBatchSource
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.data.experience import Benchmark, Experience
 from clreplay.data.minibatch import MiniBatch
 
-__all__ = ["BatchSource", "ClassificationDataset", "DatasetBatchSource", "MappedBatchSource", "MiniBatch"]
+__all__ = ["Benchmark", "BatchSource", "ClassificationDataset", "DatasetBatchSource", "Experience",
+           "MappedBatchSource", "MiniBatch"]

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from clreplay.data.batching import BatchSource, MappedBatchSource
 from clreplay.data.minibatch import MiniBatch
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 from clreplay.training.plugin import StrategyPlugin
 
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from clreplay.data.batching import BatchSource, MappedBatchSource
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.data.minibatch import MiniBatch
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 from clreplay.training.gradients import GradientReducer
 
 
@@ -115,7 +115,7 @@ class DataParallel:
         if not idist.is_initialized():
             raise ValueError(
                 f"context.world_size is {context.world_size} but no process group is initialized: "
-                "start the processes with torchrun or clreplay.training.distributed.launch "
+                "start the processes with torchrun or clreplay.distributed.launch "
                 "(or init_from_env) first"
             )
         if (idist.get_rank(), idist.get_world_size()) != (context.rank, context.world_size):

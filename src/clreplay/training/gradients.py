@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 
 #: Buckets of about this many bytes: small enough that the first sums start early in the
 #: backward pass, large enough that a collective's fixed cost stays small.

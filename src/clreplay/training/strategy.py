@@ -15,10 +15,10 @@ from clreplay._validation import (
     check_positive_int,
     check_seed,
 )
-from clreplay.benchmarks.experience import Experience
+from clreplay.data.experience import Experience
 from clreplay.data.batching import BatchSource, DatasetBatchSource
 from clreplay.data.minibatch import MiniBatch
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 from clreplay.training.context import RunContext
 from clreplay.training.data_parallel import DataParallel
 from clreplay.training.plugin import StrategyPlugin, build_dispatch, check_plugin, seam_owner

@@ -27,7 +27,7 @@ from clreplay.replay.mixing.draws import (
 from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.streaming import StreamingStoragePolicy
 from clreplay.replay.storage.consistency import check_replicated
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 
 #: ``stream_extras(strategy, n) -> {column: values}``: extra columns for the ``n``
 #: stream samples of the batch just trained on (e.g. their logits), or None.

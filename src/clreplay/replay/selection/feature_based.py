@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.selection.base import ClassExemplarsSelectionStrategy
 from clreplay.replay.selection.features import extract_features
-from clreplay.training.distributed import is_distributed
+from clreplay.distributed import is_distributed
 
 #: Above this many samples herding streams dot products instead of holding a Gram matrix.
 _GRAM_MAX_SAMPLES = 8192

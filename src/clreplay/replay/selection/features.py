@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from clreplay.data.dataset import ClassificationDataset
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 
 
 @torch.no_grad()
@@ -33,7 +33,7 @@ def extract_features(
     With ``gather`` in a process group (a distributed run), each rank computes the
     rows of its share of the batches and the rows are all-gathered: every rank gets
     the same bits, so no rank's floating-point quirks can make it select other
-    samples (see :func:`clreplay.training.distributed.map_batches`).
+    samples (see :func:`clreplay.distributed.map_batches`).
 
     >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
     >>> data = ClassificationDataset(torch.ones(5, 2), torch.zeros(5, dtype=torch.long))

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from clreplay.replay.storage import checksum
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 
 
 class MemoryMismatchError(RuntimeError):

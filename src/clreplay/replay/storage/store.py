@@ -32,7 +32,7 @@ from clreplay._validation import check_positive_int
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.storage import checksum
 from clreplay.replay.storage.memmap import MappedFile, check_directory
-from clreplay.training import distributed as idist
+from clreplay import distributed as idist
 
 #: The columns every store has; extra columns are registered by name.
 CORE_COLUMNS = ("x", "y", "t", "origin")

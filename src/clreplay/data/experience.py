@@ -1,4 +1,4 @@
-"""Experiences and benchmarks: the stream a continual learner sees."""
+"""Experiences and benchmarks: the stream a continual learner sees (every layer reads them)."""
 
 from __future__ import annotations
 
