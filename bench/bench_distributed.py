@@ -56,10 +56,10 @@ import _harness as h
 import torch
 
 from clreplay import ReplayPlugin
+from clreplay import distributed as idist
 from clreplay.benchmarks import class_incremental, make_synthetic
 from clreplay.models import make_mlp
 from clreplay.training import Naive, StrategyPlugin
-from clreplay import distributed as idist
 
 TARGET = 1.6
 

@@ -38,11 +38,11 @@ from clreplay import (
     OnlineReplayPlugin,
     ReplayPlugin,
 )
+from clreplay import distributed as idist
 from clreplay.benchmarks import class_incremental, make_synthetic
 from clreplay.models import feature_layer_name, make_mlp
 from clreplay.replay.storage.consistency import memory_checksums
 from clreplay.training import Naive
-from clreplay import distributed as idist
 
 N_FEATURES, N_CLASSES, MEM = 64, 10, 200
 

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from clreplay import OnlineReplayPlugin, ReplayPlugin, StrategyPlugin
+from clreplay import distributed as idist
 from clreplay.benchmarks import class_incremental, make_synthetic
 from clreplay.checkpoint import CheckpointEvery, load_checkpoint, read_checkpoint
 from clreplay.evaluation import EvaluationPlugin
 from clreplay.models import make_mlp
 from clreplay.training import Naive
-from clreplay import distributed as idist
 
 KINDS = ("offline", "online")
 #: Stopped at the end of iteration 4 of experience 1's second epoch (7 batches an epoch:

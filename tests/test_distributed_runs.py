@@ -26,6 +26,7 @@ from clreplay import (
     ReplayPlugin,
     ReservoirSamplingStoragePolicy,
 )
+from clreplay import distributed as idist
 from clreplay.benchmarks import Experience, class_incremental, make_synthetic
 from clreplay.checkpoint import checkpoint_path, resume_if_saved, save_checkpoint
 from clreplay.data.augment import RandomBatchTransform
@@ -33,7 +34,6 @@ from clreplay.models import feature_layer_name, make_mlp
 from clreplay.replay.storage.consistency import MemoryMismatchError
 from clreplay.run import RunConfig, build_benchmark, build_strategy
 from clreplay.training import Naive, StrategyPlugin
-from clreplay import distributed as idist
 from clreplay.training.augmentation import AugmentationPlugin
 
 TIMEOUT = timedelta(seconds=90)

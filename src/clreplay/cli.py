@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Callable, List, Optional
 
+from clreplay import distributed as idist
 from clreplay._validation import check_choice
 from clreplay.benchmarks.registry import list_benchmarks
 from clreplay.locking import FolderLockedError
@@ -21,7 +22,6 @@ from clreplay.replay.registry import (
 )
 from clreplay.run import RunConfig, launch_experiment, run_experiment
 from clreplay.strategies.registry import METHODS, all_options, list_methods
-from clreplay import distributed as idist
 from clreplay.training.guards import NonFiniteLossError
 
 _DEFAULTS = RunConfig()

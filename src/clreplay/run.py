@@ -19,9 +19,9 @@ from typing import Callable, Mapping, Optional
 
 import torch
 
+from clreplay import distributed as idist
 from clreplay._seeding import derive_seed
 from clreplay._validation import check_positive_int
-from clreplay.data.experience import Benchmark
 from clreplay.benchmarks.registry import data_path_usage, get_benchmark, needs_data_path
 from clreplay.checkpoint import (
     CheckpointEvery,
@@ -33,6 +33,7 @@ from clreplay.checkpoint import (
     save_checkpoint,
 )
 from clreplay.data.augment import standard_augmentation
+from clreplay.data.experience import Benchmark
 from clreplay.evaluation.evaluator import EvaluationPlugin
 from clreplay.evaluation.loggers import default_loggers
 from clreplay.evaluation.metrics import accuracy_on_seen
@@ -44,7 +45,6 @@ from clreplay.models import make_model
 from clreplay.run_config import RunConfig, renamed
 from clreplay.strategies.er import build_replay_plugin
 from clreplay.strategies.registry import get_method
-from clreplay import distributed as idist
 from clreplay.training.augmentation import AugmentationPlugin
 from clreplay.training.guards import NonFiniteLossGuard
 from clreplay.training.strategy import BaseStrategy, Naive

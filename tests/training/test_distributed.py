@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from clreplay.training import RunContext
 from clreplay import distributed as idist
+from clreplay.training import RunContext
 
 
 def test_one_process_reads_as_rank_0_of_1_and_collectives_are_identities():

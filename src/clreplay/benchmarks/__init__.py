@@ -7,7 +7,6 @@ from clreplay.benchmarks.cifar import (
     split_cifar100,
 )
 from clreplay.benchmarks.digits import load_digits_datasets, split_digits
-from clreplay.data.experience import Benchmark, Experience
 from clreplay.benchmarks.fashion_mnist import (
     FASHION_MNIST_DIR,
     load_fashion_mnist_datasets,
@@ -24,6 +23,7 @@ from clreplay.benchmarks.files import (
 from clreplay.benchmarks.registry import get_benchmark, list_benchmarks
 from clreplay.benchmarks.scenarios import class_incremental, split_classes
 from clreplay.benchmarks.synthetic import make_synthetic, split_synthetic
+from clreplay.data.experience import Benchmark, Experience
 
 __all__ = [
     "Benchmark",

@@ -19,10 +19,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from clreplay.data.experience import Benchmark
 from clreplay.benchmarks.safe_pickle import read_cifar_pickle
 from clreplay.benchmarks.scenarios import class_incremental
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.data.experience import Benchmark
 
 #: SHA-256 of the official archives, as published with Keras's ``cifar10.load_data``
 #: / ``cifar100.load_data`` (``file_hash=``) and torchvision's prototype CIFAR datasets.

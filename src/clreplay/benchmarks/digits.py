@@ -6,9 +6,9 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from clreplay.data.experience import Benchmark
 from clreplay.benchmarks.scenarios import class_incremental
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.data.experience import Benchmark
 
 #: Fraction of each class held out for testing; the split is fixed (random_state=0).
 DIGITS_TEST_FRACTION = 0.3

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-from clreplay.data.experience import Benchmark
 from clreplay.benchmarks.files import load_idx_images
 from clreplay.benchmarks.scenarios import class_incremental
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.data.experience import Benchmark
 
 #: Where ``apt-get install dataset-fashion-mnist`` puts the files.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

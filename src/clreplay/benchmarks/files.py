@@ -28,9 +28,9 @@ from clreplay.benchmarks.checks import (
     read_file_bytes,
     remap_labels,
 )
-from clreplay.data.experience import Benchmark
 from clreplay.benchmarks.scenarios import class_incremental
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.data.experience import Benchmark
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")

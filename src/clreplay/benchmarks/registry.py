@@ -8,10 +8,10 @@ from typing import Callable, Dict, List
 from clreplay._validation import check_choice
 from clreplay.benchmarks.cifar import split_cifar10, split_cifar100
 from clreplay.benchmarks.digits import split_digits
-from clreplay.data.experience import Benchmark
 from clreplay.benchmarks.fashion_mnist import split_fashion_mnist
 from clreplay.benchmarks.files import split_mnist, split_npz
 from clreplay.benchmarks.synthetic import split_synthetic
+from clreplay.data.experience import Benchmark
 
 #: name -> (factory, its data path: "required", "optional" (a default folder) or "none")
 _BENCHMARKS: Dict[str, tuple[Callable[..., Benchmark], str]] = {

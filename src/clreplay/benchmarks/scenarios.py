@@ -10,8 +10,8 @@ import torch
 from clreplay._seeding import make_generator
 from clreplay._validation import check_positive_int, check_seed
 from clreplay.benchmarks.checks import check_finite, check_labels
-from clreplay.data.experience import Benchmark, Experience
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.data.experience import Benchmark, Experience
 
 
 def _as_classification_dataset(name: str, data) -> ClassificationDataset:

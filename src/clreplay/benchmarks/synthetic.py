@@ -8,9 +8,9 @@ import torch
 
 from clreplay._seeding import make_generator
 from clreplay._validation import check_positive_float, check_positive_int, check_seed
-from clreplay.data.experience import Benchmark
 from clreplay.benchmarks.scenarios import class_incremental
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.data.experience import Benchmark
 
 
 def make_synthetic(

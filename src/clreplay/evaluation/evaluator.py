@@ -9,10 +9,10 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from clreplay import distributed as idist
 from clreplay.data.experience import Experience
 from clreplay.evaluation.loggers import Logger
 from clreplay.evaluation.metrics import per_class_accuracy, summarize
-from clreplay import distributed as idist
 from clreplay.training.plugin import StrategyPlugin
 
 # What state_dict() saves: everything gathered over finished experiences.

@@ -6,9 +6,9 @@ from typing import Callable
 
 from torch import Tensor
 
+from clreplay import distributed as idist
 from clreplay.data.batching import BatchSource, MappedBatchSource
 from clreplay.data.minibatch import MiniBatch
-from clreplay import distributed as idist
 from clreplay.training.plugin import StrategyPlugin
 
 

@@ -21,10 +21,10 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from clreplay import distributed as idist
 from clreplay.data.batching import BatchSource, MappedBatchSource
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.data.minibatch import MiniBatch
-from clreplay import distributed as idist
 from clreplay.training.gradients import GradientReducer
 
 

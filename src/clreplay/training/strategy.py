@@ -8,6 +8,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from clreplay import distributed as idist
 from clreplay._seeding import make_generator
 from clreplay._validation import (
     check_int,
@@ -15,10 +16,9 @@ from clreplay._validation import (
     check_positive_int,
     check_seed,
 )
-from clreplay.data.experience import Experience
 from clreplay.data.batching import BatchSource, DatasetBatchSource
+from clreplay.data.experience import Experience
 from clreplay.data.minibatch import MiniBatch
-from clreplay import distributed as idist
 from clreplay.training.context import RunContext
 from clreplay.training.data_parallel import DataParallel
 from clreplay.training.plugin import StrategyPlugin, build_dispatch, check_plugin, seam_owner

@@ -14,6 +14,7 @@ from typing import Callable, Dict, Iterator, Mapping, Optional
 import torch
 from torch import Tensor
 
+from clreplay import distributed as idist
 from clreplay._validation import check_positive_int
 from clreplay.data.batching import BatchSource
 from clreplay.data.dataset import ClassificationDataset
@@ -27,7 +28,6 @@ from clreplay.replay.mixing.draws import (
 from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.streaming import StreamingStoragePolicy
 from clreplay.replay.storage.consistency import check_replicated
-from clreplay import distributed as idist
 
 #: ``stream_extras(strategy, n) -> {column: values}``: extra columns for the ``n``
 #: stream samples of the batch just trained on (e.g. their logits), or None.

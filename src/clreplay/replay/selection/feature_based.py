@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.distributed import is_distributed
 from clreplay.replay.selection.base import ClassExemplarsSelectionStrategy
 from clreplay.replay.selection.features import extract_features
-from clreplay.distributed import is_distributed
 
 #: Above this many samples herding streams dot products instead of holding a Gram matrix.
 _GRAM_MAX_SAMPLES = 8192

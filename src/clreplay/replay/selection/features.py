@@ -7,8 +7,8 @@ from typing import Callable, List, Optional
 import torch
 from torch import Tensor, nn
 
-from clreplay.data.dataset import ClassificationDataset
 from clreplay import distributed as idist
+from clreplay.data.dataset import ClassificationDataset
 
 
 @torch.no_grad()

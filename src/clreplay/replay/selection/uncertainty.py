@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.distributed import is_distributed
 from clreplay.replay.selection.base import ClassExemplarsSelectionStrategy
 from clreplay.replay.selection.features import extract_features
-from clreplay.distributed import is_distributed
 
 
 def _check_logits(logits: Tensor, *, min_classes: int = 1) -> Tensor:

@@ -35,8 +35,8 @@ from typing import Hashable, List, Tuple
 import torch
 from torch import Tensor
 
-from clreplay.replay.storage import checksum
 from clreplay import distributed as idist
+from clreplay.replay.storage import checksum
 
 
 class MemoryMismatchError(RuntimeError):

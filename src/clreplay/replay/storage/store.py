@@ -28,11 +28,11 @@ from typing import Callable, Dict, Hashable, List, Mapping, Optional, Sequence, 
 import torch
 from torch import Tensor
 
+from clreplay import distributed as idist
 from clreplay._validation import check_positive_int
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.storage import checksum
 from clreplay.replay.storage.memmap import MappedFile, check_directory
-from clreplay import distributed as idist
 
 #: The columns every store has; extra columns are registered by name.
 CORE_COLUMNS = ("x", "y", "t", "origin")
