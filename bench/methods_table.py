@@ -79,6 +79,9 @@ def config_for(method: str, setting: str, seed: int, init: str = INIT) -> RunCon
                        batch_size_mem=batch_mem).validate()
     if method == "gdumb":
         return replace(config, method=method).validate()
+    if method == "der":  # the paper's Seq-MNIST setting with a memory of 200
+        return replace(config, method=method, method_options={"alpha": 0.2},
+                       batch_size_mem=batch_mem).validate()
     return replace(config, method=method, batch_size_mem=batch_mem).validate()
 
 

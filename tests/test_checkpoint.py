@@ -37,13 +37,17 @@ def trained(config, bench, n):
 
 
 def same_tensors(a, b):
-    """Equal nested state (dicts, lists, tuples, tensors compared bit for bit)."""
+    """Equal nested state (dicts, lists, tuples, tensors compared bit for bit: NaN equals NaN)."""
     if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+        return (isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape
+                and torch.equal(a.contiguous().view(-1).view(torch.uint8),
+                                b.contiguous().view(-1).view(torch.uint8)))
     if isinstance(a, dict):
         return isinstance(b, dict) and list(a) == list(b) and all(same_tensors(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(map(same_tensors, a, b))
+    if isinstance(a, float) and a != a:
+        return isinstance(b, float) and b != b
     return a == b
 
 

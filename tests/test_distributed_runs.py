@@ -68,8 +68,8 @@ class LogitsOnlineReplay(OnlineReplayPlugin):
         super().setup(context)
         self.storage_policy.store.register_column("logits", (N_CLASSES,), torch.float32)
 
-    def stream_extras(self, strategy, n):
-        return {"logits": strategy.mb_output[:n].detach()}
+    def stored_columns(self, strategy):
+        return {"logits": strategy.mb_output[strategy.mb.stream.slice].detach()}
 
 
 def _selection(name, model):
@@ -181,10 +181,10 @@ class CorruptOnRankOne(ClassBalancedStoragePolicy):
 class DivergingReservoir(ReservoirSamplingStoragePolicy):
     """Stores other values on rank 1 at the third step (as a floating-point quirk would)."""
 
-    def update_from_batch(self, strategy, x, y, t, *, extras=None):
+    def update_from_batch(self, strategy, x, y, t, *, columns=None):
         if idist.get_rank() == 1 and strategy.clock.train_exp_iterations == 3:
             x = x + 1e-3
-        super().update_from_batch(strategy, x, y, t, extras=extras)
+        super().update_from_batch(strategy, x, y, t, columns=columns)
 
 
 def corrupted_run(plugin):

@@ -157,7 +157,7 @@ def test_policy_arguments():
     replay = ReplayPlugin(5)
     with pytest.raises(TypeError, match="state must be a dict, got int"):
         replay.load_state_dict(3)
-    with pytest.raises(KeyError, match=r"must have keys \['mem_size', 'storage_policy'\], got \['mem_size'\]"):
+    with pytest.raises(KeyError, match=r"must have keys \['mem_size', 'rng', 'storage_policy'\], got \['mem_size'\]"):
         replay.load_state_dict({"mem_size": 5})
 
 

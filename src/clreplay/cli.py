@@ -195,10 +195,11 @@ def _add_method_arguments(p) -> None:
         defaults = ", ".join(f"{method}: {o.default}" for method, o in takers)
         # SUPPRESS: an option not given stays unset (the method's default applies) and
         # the help shows each method's default instead of "None".
-        p.add_argument(option.flag, dest=name, type=option.kind, default=argparse.SUPPRESS,
-                       metavar=name.upper(),
+        kind = {"action": argparse.BooleanOptionalAction} if option.kind is bool else \
+            {"type": option.kind, "metavar": name.upper()}
+        p.add_argument(option.flag, dest=name, default=argparse.SUPPRESS, **kind,
                        help=f"{option.help} (--method {' or '.join(m for m, _ in takers)}; "
-                       f"default, the paper's MNIST setting: {defaults})")
+                       f"default: {defaults})")
 
 
 def _run(args: argparse.Namespace) -> int:

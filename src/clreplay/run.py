@@ -20,7 +20,6 @@ from typing import Callable, Mapping, Optional
 import torch
 
 from clreplay import distributed as idist
-from clreplay._seeding import derive_seed
 from clreplay._validation import check_positive_int
 from clreplay.benchmarks.registry import data_path_usage, get_benchmark, needs_data_path
 from clreplay.checkpoint import (
@@ -87,7 +86,7 @@ def build_strategy(config: RunConfig, benchmark: Benchmark, *,
     plugins = get_method(config.method).build(config, model) if config.replay else []
     if config.augments:
         # Crop and flip on the device, current and replayed samples alike.
-        plugins.append(AugmentationPlugin(standard_augmentation(seed=derive_seed(config.seed, "augment"))))
+        plugins.append(AugmentationPlugin(standard_augmentation()))  # the run's "augment" stream
     # Always on, before the evaluator: a NaN loss stops the run instead of ending it at chance.
     plugins.append(NonFiniteLossGuard())
     if config.checkpoint_every:

@@ -176,11 +176,12 @@ class RunConfig:
         from clreplay.strategies.registry import (  # strategies import the replay
             get_method,
             list_methods,
+            resolve_method_options,
         )
 
         check_choice(n("method"), self.method, list_methods())
         method = get_method(self.method)
-        self.method_options = method.resolve(self.method_options)
+        self.method_options = resolve_method_options(self.method, self.method_options)
         if self.method == "er":
             return
         if self.world_size > 1:

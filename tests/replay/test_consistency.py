@@ -13,9 +13,10 @@ from clreplay.training import RunContext
 
 def _policy(**kwargs):
     policy = ClassBalancedStoragePolicy({}, 12, seed=3, **kwargs)
-    policy.store.register_column("logits", (2,), torch.float32,
-                                 fill=lambda strategy, x: torch.stack([x[:, 0], -x[:, 0]], 1))
-    policy(by_hand(make_dataset([0] * 10 + [1] * 10 + [2] * 10), 0))
+    policy.store.register_column("logits", (2,), torch.float32)
+    data = make_dataset([0] * 10 + [1] * 10 + [2] * 10)
+    x = data.storage
+    policy(by_hand(data, 0), columns={"logits": torch.stack([x[:, 0], -x[:, 0]], 1)})
     return policy
 
 

@@ -110,23 +110,30 @@ def test_writing_and_reading_rows_keeps_the_mapping_out_of_the_resident_set(tmp_
     for start in range(0, 4096, 512):
         store.write(torch.arange(start, start + 512),
                     {"x": torch.ones(512, 1024), "y": zeros, "t": zeros, "origin": zeros})
-    store.write(torch.randperm(4096)[:300], {"x": torch.full((300, 1024), 2.0)})
+    store.update(torch.randperm(4096)[:300], {"x": torch.full((300, 1024), 2.0)})
     order = torch.randperm(4096)
     total = sum(store.read_x(order[s : s + 64]).sum().item() for s in range(0, 4096, 64))
     assert total == (4096 + 300) * 1024
-    assert mapping_rss_kib(store._files["x"].path) == 0
+    assert mapping_rss_kib(store.storage.files["x"].path) == 0
 
 
-def test_a_store_in_ram_grows_with_what_it_holds_and_a_mapped_one_reserves_sparse_rows(tmp_path):
-    ram, mapped = MemoryStore(10**8), MemoryStore(10**8, directory=tmp_path)
+@pytest.mark.parametrize("capacity", [10**8, 10**12, 2**62])
+def test_stores_in_ram_and_mapped_grow_with_what_they_hold_whatever_the_capacity(tmp_path, capacity):
+    ram, mapped = MemoryStore(capacity), MemoryStore(capacity, directory=tmp_path)
     data = make_dataset(torch.arange(30) % 3)
     for store in (ram, mapped):
         store.apply({0: GroupPlan.of_new(torch.arange(30))}, data, origin=0)
-    assert ram.columns["x"].shape[0] == 30  # not 10**8 rows
-    assert mapped.columns["x"].shape[0] == 10**8  # reserved, but sparse: no RAM, few blocks
-    assert os.statvfs(tmp_path).f_bfree > 0
+    assert ram.columns["x"].shape[0] == 30  # not capacity rows
+    assert mapped.columns["x"].shape[0] == 30  # files grown as rows come: no address space reserved
+    assert mapped.storage.files["x"].nbytes == 30 * 2 * 4
+    more = make_dataset(torch.arange(100) % 3, start=30)
+    for store in (ram, mapped):
+        rows = store.apply({0: GroupPlan(torch.arange(100), torch.arange(30), torch.arange(130))}, more,
+                           origin=1)[0]
+        assert rows.tolist() == list(range(30, 130)) + list(range(30))
+    assert mapped.columns["x"].shape[0] == ram.columns["x"].shape[0] == 130
     for name in ram.columns:
-        assert torch.equal(ram.columns[name][:30], mapped.columns[name][:30])
+        assert torch.equal(ram.columns[name][:130], mapped.columns[name][:130])
 
 
 POLICIES = {

@@ -58,8 +58,8 @@ def test_register_column_checks_its_arguments():
         store.register_column("two words", (2,), torch.float32)
     with pytest.raises(TypeError, match="dtype must be a torch.dtype, got str"):
         store.register_column("logits", (2,), "float32")
-    with pytest.raises(TypeError, match="fill must be callable or None, got int"):
-        store.register_column("logits", (2,), torch.float32, fill=3)
+    with pytest.raises(TypeError, match="fill must be a number, got function"):
+        store.register_column("logits", (2,), torch.float32, fill=lambda strategy, x: x)
     store.register_column("logits", (2,), torch.float32)
     with pytest.raises(ValueError, match=r"column 'logits' is registered with shape \(2,\)"):
         store.register_column("logits", (3,), torch.float32)
@@ -138,23 +138,29 @@ class CheckReplayedLogits(StrategyPlugin):
 
     def before_forward(self, strategy, **kwargs):
         mb = strategy.mb
-        if mb.n_memory == 0:
-            return
-        rows = mb.memory_rows
-        assert torch.equal(mb.extras["logits"], torch.stack([self.spy.expected[r] for r in rows.tolist()]))
-        assert torch.equal(mb.x[mb.from_memory], self.store.read_x(rows))
-        assert torch.equal(mb.y[mb.from_memory], self.store.read("y", rows))
-        self.rows_checked += len(rows)
+        for segment in mb.memory_segments:
+            rows = segment.rows
+            assert torch.equal(segment.columns["logits"],
+                               torch.stack([self.spy.expected[r] for r in rows.tolist()]))
+            assert torch.equal(mb.x[segment.slice], self.store.read_x(rows))
+            assert torch.equal(mb.y[segment.slice], self.store.read("y", rows))
+            self.rows_checked += len(rows)
 
 
 class LogitReplay(ReplayPlugin):
     """Replay that also keeps the logits the model gave each sample when it was stored
-    (offline: the model after training on the sample's experience)."""
+    (offline: the model after training on the sample's experience). The method
+    computes them and hands them to the policy with the samples: the store runs nothing."""
 
     def setup(self, context):
         super().setup(context)
-        self.storage_policy.store.register_column(
-            "logits", (N_CLASSES,), torch.float32, fill=lambda strategy, x: strategy.model(x))
+        self.storage_policy.store.register_column("logits", (N_CLASSES,), torch.float32)
+
+    def after_training_exp(self, strategy, **kwargs):
+        with torch.no_grad():
+            x, _, _ = strategy.experience.dataset.get_batch(torch.arange(len(strategy.experience.dataset)))
+            logits = strategy.model(x)
+        self.storage_policy(strategy, columns={"logits": logits})
 
 
 class OnlineLogitReplay(OnlineReplayPlugin):
@@ -164,8 +170,8 @@ class OnlineLogitReplay(OnlineReplayPlugin):
         super().setup(context)
         self.storage_policy.store.register_column("logits", (N_CLASSES,), torch.float32)
 
-    def stream_extras(self, strategy, n):
-        return {"logits": strategy.mb_output[:n].detach()}
+    def stored_columns(self, strategy):
+        return {"logits": strategy.mb_output[strategy.mb.stream.slice].detach()}
 
 
 def run_with(plugin, *, mb=16, epochs=1, experiences=3):
@@ -220,12 +226,23 @@ def test_offline_logits_are_the_model_outputs_at_storage_time():
     assert torch.allclose(store.read("logits", rows), expected)
 
 
-def test_a_checkpoint_without_the_extra_column_is_refused():
+def test_a_store_update_changes_the_columns_given_and_keeps_the_samples():
     plugin = LogitReplay(30, ReservoirSamplingStoragePolicy({}, 30))
     run_with(plugin, experiences=1)
-    plain_replay = ReplayPlugin(30, ReservoirSamplingStoragePolicy({}, 30))
-    with pytest.raises(ValueError, match="extra columns of the saved memory"):
-        plain_replay.load_state_dict(plugin.state_dict())
+    store, rows = plugin.storage_policy.store, plugin.ext_mem[0].indices[:5]
+    x, y = store.read("x", rows), store.read("y", rows)
+    store.update(rows, {"logits": torch.full((5, N_CLASSES), 7.0)})
+    assert torch.equal(store.read("logits", rows), torch.full((5, N_CLASSES), 7.0))
+    assert torch.equal(store.read("x", rows), x) and torch.equal(store.read("y", rows), y)
+    small = MemoryStore(10)
+    small.apply({0: GroupPlan.of_new(torch.arange(3))}, make_dataset([0, 1, 2]), origin=0)
+    with pytest.raises(IndexError, match=r"rows must be rows already written \(below 3\), got 5"):
+        small.update(torch.tensor([5]), {"y": torch.zeros(1, dtype=torch.long)})
+    with pytest.raises(ValueError, match=r"values\['logits'\] must have shape \(5, 10\)"):
+        store.update(rows, {"logits": torch.zeros(5, 3)})
+    # A new sample written into a reused row never shows what its predecessor stored.
+    store.write(rows[:1], {"x": x[:1], "y": y[:1], "t": y[:1] * 0, "origin": y[:1] * 0})
+    assert torch.equal(store.read("logits", rows[:1]), torch.zeros(1, N_CLASSES))
 
 
 @pytest.mark.parametrize("make", [

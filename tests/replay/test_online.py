@@ -187,16 +187,16 @@ def test_replayed_extra_columns_are_read_when_looked_up():
     policy = ReservoirSamplingStoragePolicy({}, 6, seed=0)
     store = policy.store
     data = make_dataset([0, 1] * 3)
-    store.register_column("a", (2,), torch.float32, fill=None)
-    store.register_column("b", (), torch.long, fill=None)
+    store.register_column("a", (2,), torch.float32)
+    store.register_column("b", (), torch.long)
     x, y, t = data.get_batch(torch.arange(6))
     policy.update_from_batch(by_hand(data, 0), x, y, t,
-                             extras={"a": torch.arange(12.0).view(6, 2), "b": torch.arange(6) * 10})
+                             columns={"a": torch.arange(12.0).view(6, 2), "b": torch.arange(6) * 10})
     reads = []
     read = store.read
     store.read = lambda name, rows: reads.append(name) or read(name, rows)
     rows = torch.tensor([4, 1])
-    extras = memory_reader(policy).extras(rows)
+    extras = memory_reader(policy).columns(rows)
     assert "b" in extras and sorted(extras) == ["a", "b"] and reads == []
     assert extras["a"].tolist() == [[8.0, 9.0], [2.0, 3.0]] and reads == ["a"]
     assert extras["a"] is extras["a"] and reads == ["a"]  # read once

@@ -6,7 +6,8 @@ from conftest import make_dataset
 from torch import nn
 
 from clreplay.benchmarks import Experience
-from clreplay.strategies import AGEMPlugin, draw_from_memory, project_gradient
+from clreplay.replay.mixing.draws import MemorySampler
+from clreplay.strategies import AGEMPlugin, project_gradient
 from clreplay.training import Naive
 
 
@@ -38,7 +39,7 @@ def test_plugin_replaces_the_gradient_by_its_projection():
     loss = nn.functional.cross_entropy(model(x), y)
     g = torch.cat([t.reshape(-1) for t in torch.autograd.grad(loss, list(model.parameters()))])
     state = agem.generator.get_state()
-    ref_batch = draw_from_memory(agem.storage_policy, 4, agem.generator)
+    ref_batch = MemorySampler(agem.storage_policy).draw(4, agem.generator)
     agem.generator.set_state(state)
     ref_loss = nn.functional.cross_entropy(model(ref_batch.x), ref_batch.y)
     g_ref = torch.cat([t.reshape(-1) for t in torch.autograd.grad(ref_loss, list(model.parameters()))])

@@ -3,12 +3,13 @@
 import math
 from types import SimpleNamespace
 
+import pytest
 import torch
 from conftest import make_dataset
 from torch import nn
 
 from clreplay.benchmarks import Experience
-from clreplay.data import MiniBatch
+from clreplay.data import DatasetBatchSource, MiniBatch
 from clreplay.strategies import ERACEPlugin, mask_logits
 from clreplay.training import Naive
 
@@ -26,31 +27,39 @@ def test_masked_logits_take_no_part_in_the_softmax():
     assert (probabilities[:, 1] == 0).all()
 
 
-def _batch(labels, n_memory, out):
+def _batch(labels, n_memory):
     n = len(labels)
-    mask = torch.tensor([False] * (n - n_memory) + [True] * n_memory)
-    return MiniBatch(torch.zeros(n, 1), torch.tensor(labels), torch.zeros(n, dtype=torch.long),
-                     from_memory=mask, memory_rows=torch.arange(n_memory))
+    zeros = torch.zeros(n, dtype=torch.long)
+    mb = MiniBatch(torch.zeros(n - n_memory, 1), torch.tensor(labels[: n - n_memory]), zeros[: n - n_memory])
+    if n_memory:
+        mb = mb.append(torch.zeros(n_memory, 1), torch.tensor(labels[n - n_memory :]), zeros[:n_memory],
+                       name="replay", rows=torch.arange(n_memory))
+    return mb
 
 
-def test_stream_ce_over_the_current_experience_memory_ce_over_every_class():
+def _new_experience(ace):
+    ace.before_training_exp(SimpleNamespace(batch_source=DatasetBatchSource(make_dataset([0]), 1),
+                                            train_mb_size=1, resuming_experience=False))
+
+
+@pytest.mark.parametrize("loss_fn", [nn.CrossEntropyLoss(), lambda out, y: nn.functional.cross_entropy(out, y)],
+                         ids=["plain", "any"])
+def test_stream_ce_over_the_current_experience_memory_ce_over_every_class(loss_fn):
     ace = ERACEPlugin(mem_size=10)
-    ce = nn.CrossEntropyLoss()
-    strategy = SimpleNamespace(loss_fn=ce)
+    strategy = SimpleNamespace(loss_fn=loss_fn)
     # Experience 0 brings classes 0 and 1.
-    ace.start_experience()
-    strategy.mb, strategy.mb_output = _batch([0, 1], 0, None), torch.zeros(2, 4)
-    strategy.mb_output = torch.zeros(2, 4)
+    _new_experience(ace)
+    strategy.mb, strategy.mb_output = _batch([0, 1], 0), torch.zeros(2, 4)
     assert abs(ace.criterion(strategy).item() - math.log(2)) < 1e-6  # 2 classes unmasked
     # Experience 1: class 2 arrives; one stream row, one replayed row of class 0.
-    ace.start_experience()
+    _new_experience(ace)
     out = torch.tensor([[0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
-    strategy.mb, strategy.mb_output = _batch([2, 0], 1, out), out
+    strategy.mb, strategy.mb_output = _batch([2, 0], 1), out
     loss = ace.criterion(strategy)
     stream = 0.0  # only class 2 is present so far: its probability is 1
     memory = -math.log(math.e / (math.e + 1 + 1 + 1))  # the ordinary CE, over the 4 outputs
     assert abs(loss.item() - (stream + memory)) < 1e-6
-    assert ace.seen_classes == [0, 1, 2]
+    assert ace.present_classes == [2]
 
 
 def test_present_classes_reset_with_each_experience():
@@ -59,7 +68,6 @@ def test_present_classes_reset_with_each_experience():
     strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.1), train_mb_size=2,
                      plugins=[ace], seed=0)
     strategy.train(Experience(make_dataset([0, 1] * 3), 0, [0, 1]))
-    assert ace._present.tolist() == [True, True, False, False]
+    assert ace.present_classes == [0, 1]
     strategy.train(Experience(make_dataset([2, 3] * 3, start=6), 1, [2, 3]))
-    assert ace._present.tolist() == [False, False, True, True]
-    assert ace.seen_classes == [0, 1, 2, 3]
+    assert ace.present_classes == [2, 3]

@@ -15,7 +15,7 @@ def test_help_lists_every_method_and_its_options_with_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     out = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # words wrapped at hyphens
-    assert "--method {er,der,derpp,er-ace,agem,gdumb,icarl}" in out
+    assert "--method {er,der,derpp,xder,er-ace,agem,gdumb,icarl}" in out
     for name, method in METHODS.items():
         assert f"{name}: {method.summary}" in out
         for option in method.options:
@@ -23,15 +23,14 @@ def test_help_lists_every_method_and_its_options_with_defaults(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--method", "der", "--beta", "0.5"], "--beta applies to --method derpp, got --beta 0.5 with --method der"),
+    (["--method", "der", "--beta", "0.5"], "--beta applies to --method derpp or xder, got --beta 0.5 with "
+                                           "--method der"),
     (["--method", "derpp", "--alpha", "-1"], "--alpha must be a number >= 0.0, got -1.0"),
-    (["--method", "gdumb", "--passes", "0"], "--passes must be an int >= 1, got 0"),
+    (["--method", "gdumb", "--passes", "0"], "--passes must be a positive int, got 0"),
     (["--method", "agem", "--batch-size-mem", "4"], "--batch-size-mem does not apply to --method agem"),
     (["--method", "er-ace", "--policy", "class"], "--policy does not apply to --method er-ace, got --policy 'class'"),
     (["--method", "icarl", "--online"], "--online does not apply to --method icarl, got --online"),
     (["--method", "der", "--no-replay"], "--no-replay is the naive baseline of --method er"),
-    (["--method", "derpp", "--nproc", "2"], "--method derpp runs in one process (distributed training "
-                                            "supports --method er), got --nproc 2"),
 ])
 def test_bad_method_options_are_refused_before_training(argv, message, capsys):
     assert main(SHORT + argv) == 2
@@ -43,13 +42,13 @@ def test_a_misspelt_method_is_refused_with_suggestions(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(SHORT + ["--method", "derp"])
     assert exit_.value.code == 2
-    assert "argument --method: must be one of 'er', 'der', 'derpp', 'er-ace', 'agem', 'gdumb', 'icarl', " \
-           "got 'derp'; did you mean 'derpp', 'der'?" in capsys.readouterr().err
+    assert "argument --method: must be one of 'er', 'der', 'derpp', 'xder', 'er-ace', 'agem', 'gdumb', " \
+           "'icarl', got 'derp'; did you mean 'derpp', 'der'?" in capsys.readouterr().err
 
 
 def test_options_are_resolved_with_the_methods_defaults():
     config = RunConfig(method="derpp", method_options={"beta": 2}).validate()
-    assert config.method_options == {"alpha": 0.2, "beta": 2.0}
+    assert config.method_options == {"alpha": 0.2, "beta": 2.0, "store_every_epoch": True}
     assert RunConfig(method="icarl").validate().method_options == {}
     with pytest.raises(ValueError, match="method must be one of 'er', 'der', .* got 'derp'; did you mean 'derpp', 'der'"):
         RunConfig(method="derp").validate()
@@ -60,28 +59,17 @@ def test_compare_labels_runs_by_method(tmp_path, capsys):
         config = RunConfig(epochs=1, n_experiences=2, mem_size=30, batch_size=16, hidden=[16], method=method,
                            method_options=options, batch_size_mem=8 if method == "derpp" else None)
         write_results(run_experiment(config, log=lambda _: None), tmp_path / method / "out")
-    assert read_results(tmp_path / "derpp" / "out")["config"]["method_options"] == {"alpha": 0.2, "beta": 1.0}
+    assert read_results(tmp_path / "derpp" / "out")["config"]["method_options"] == {
+        "alpha": 0.2, "beta": 1.0, "store_every_epoch": True}
     capsys.readouterr()
     plot = tmp_path / "cmp.png"
     assert main(["compare", str(tmp_path / "derpp" / "out"), str(tmp_path / "gdumb" / "out"),
                  "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
     # Both folders are named "out": the runs are labelled by their method and options.
-    assert "split_digits, derpp (alpha 0.2, beta 1.0), memory 30" in out
+    assert "split_digits, derpp (alpha 0.2, beta 1.0, store every epoch True), memory 30" in out
     assert "split_digits, gdumb (passes 2), memory 30" in out
     rows = [line for line in out.splitlines() if line.startswith("split_digits")]
     assert [row.split()[-1] for row in rows[:2]] == ["derpp", "gdumb"]  # the method column
     assert plot.stat().st_size > 0
     assert set(list_methods()) == set(METHODS)
-
-
-@pytest.mark.parametrize("method", [m for m in list_methods() if m != "er"])
-def test_method_plugins_refuse_a_distributed_context(method):
-    from clreplay.models import make_mlp
-    from clreplay.training.context import RunContext
-
-    config = RunConfig(method=method).validate()
-    plugin = METHODS[method].build(config, make_mlp(64, 10, [8], seed=0))[0]
-    with pytest.raises(ValueError, match=r"runs in one process; got a run context with world_size 2"):
-        plugin.setup(RunContext(seed=0, rank=0, world_size=2))
-    plugin.setup(RunContext(seed=0, rank=0, world_size=1))  # one process: fine

@@ -16,7 +16,7 @@ OPTIONS = {"agem": {"sample_size": 8}, "gdumb": {"passes": 2}}
 
 
 def config_of(method):
-    batch_size_mem = SMALL.batch_size_mem if method in ("er", "der", "derpp", "er-ace", "icarl") else None
+    batch_size_mem = SMALL.batch_size_mem if method in ("er", "der", "derpp", "xder", "er-ace", "icarl") else None
     return replace(SMALL, method=method, method_options=dict(OPTIONS.get(method, {})),
                    batch_size_mem=batch_size_mem).validate()
 
@@ -49,8 +49,8 @@ def test_kill_and_resume_gives_the_same_accuracy_matrix(tmp_path, bench, method)
 def test_checkpoint_keeps_stored_logits_and_the_previous_model(tmp_path, bench):
     der = trained(config_of("der"), bench, 2)
     state = der.state_dict()["plugins"][0]["storage_policy"]["store"]
-    assert state["columns"]["logits"].shape == (40, 10) and state["extras"]["logits"][0] == [10]
-    assert state["columns"]["logits"].abs().sum() > 0
+    assert state["columns"]["logits"].shape == (40, 10) and state["specs"]["logits"][0] == [10]
+    assert state["columns"]["logits"].abs().sum() > 0 and not state["columns"]["logits"].isnan().any()
     icarl = trained(config_of("icarl"), bench, 2)
     plugin_state = icarl.state_dict()["plugins"][0]
     assert same_tensors(plugin_state["old_model"], icarl.model.state_dict())

@@ -10,57 +10,58 @@ from clreplay.training import Naive, RunContext
 from clreplay.training.data_parallel import (
     DataParallel,
     ShardedBatchSource,
+    segment_shares,
     shard_minibatch,
-    slice_bounds,
 )
 
 
-def test_slice_bounds_give_every_rank_an_even_share_current_rows_first():
-    assert [slice_bounds(11, 21, r, 2) for r in range(2)] == [((0, 6), (0, 10)), ((6, 11), (10, 21))]
-    assert [slice_bounds(1, 0, r, 2) for r in range(2)] == [((0, 1), (0, 0)), ((1, 1), (0, 0))]
-    assert [slice_bounds(3, 4, r, 3) for r in range(3)] == [((0, 1), (0, 2)), ((1, 2), (2, 3)),
-                                                           ((2, 3), (3, 4))]
+def test_segment_shares_give_every_rank_an_even_share_of_each_segment_and_of_the_batch():
+    assert segment_shares([11, 21], 2) == [[6, 5], [10, 11]]
+    assert segment_shares([1, 0], 2) == [[1, 0], [0, 0]]
+    assert segment_shares([3, 4], 3) == [[1, 1, 1], [2, 1, 1]]
+    assert segment_shares([1, 1, 1], 3) == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
 
 
-def _replay_batch(n_current, n_memory, *, interleaved=False):
-    n = n_current + n_memory
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[n_current:] = True
-    if interleaved:
-        mask = mask[torch.randperm(n, generator=torch.Generator().manual_seed(0))]
-    x = torch.arange(n, dtype=torch.float32).unsqueeze(1)
-    rows = torch.arange(100, 100 + n_memory)
-    return MiniBatch(x, torch.arange(n), torch.zeros(n, dtype=torch.long), from_memory=mask,
-                     memory_rows=rows, extras={"logits": rows.float().unsqueeze(1) * 2})
+def _replay_batch(sizes):
+    """A stream segment then memory draws of the given sizes; x and y number the rows,
+    the j-th memory row of a draw comes from store row 100 * (draw + 1) + j."""
+    n = sizes[0]
+    mb = MiniBatch(torch.arange(n, dtype=torch.float32).unsqueeze(1), torch.arange(n),
+                   torch.zeros(n, dtype=torch.long))
+    for d, size in enumerate(sizes[1:]):
+        rows = torch.arange(size) + 100 * (d + 1)
+        ids = torch.arange(len(mb), len(mb) + size)
+        mb = mb.append(ids.float().unsqueeze(1), ids, torch.zeros(size, dtype=torch.long), name=f"draw{d}",
+                       rows=rows, columns={"logits": rows.float().unsqueeze(1) * 2})
+    return mb
 
 
-@pytest.mark.parametrize("n_current, n_memory, world", [(11, 21, 2), (5, 0, 2), (1, 8, 2), (7, 5, 3), (0, 3, 4)])
-@pytest.mark.parametrize("interleaved", [False, True])
-def test_the_slices_partition_the_global_batch_with_their_memory_rows_and_extras(
-        n_current, n_memory, world, interleaved):
-    mb = _replay_batch(n_current, n_memory, interleaved=interleaved)
+@pytest.mark.parametrize("sizes, world", [([11, 21], 2), ([5], 2), ([1, 8], 2), ([7, 5], 3), ([0, 3], 4),
+                                          ([3, 2, 2], 2), ([10, 10, 10], 4)])
+def test_the_slices_partition_the_global_batch_with_their_segments_rows_and_columns(sizes, world):
+    mb = _replay_batch(sizes)
     slices = [shard_minibatch(mb, r, world) for r in range(world)]
-    sizes = [len(s) for s, _ in slices]
-    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == len(mb)
-    seen = torch.cat([s.y for s, _ in slices])
-    assert sorted(seen.tolist()) == list(range(len(mb)))
-    for local, n_local_current in slices:
-        assert not local.from_memory[:n_local_current].any() and local.from_memory[n_local_current:].all()
+    lengths = [len(s) for s in slices]
+    assert max(lengths) - min(lengths) <= 1 and sum(lengths) == len(mb)
+    assert sorted(torch.cat([s.y for s in slices]).tolist()) == list(range(len(mb)))
+    for local in slices:
+        assert [s.name for s in local.segments] == [s.name for s in mb.segments]
         assert torch.equal(local.x[:, 0].long(), local.y)  # rows stay together
         assert torch.equal(mb.from_memory[local.y], local.from_memory)
-        if local.n_memory:
-            replayed = local.y[local.from_memory]
-            # The j-th replayed row of the global batch has store row 100 + j.
-            ordinal = torch.cumsum(mb.from_memory.long(), 0)[replayed] - 1
-            assert torch.equal(local.memory_rows, 100 + ordinal)
-            assert torch.equal(local.extras["logits"][:, 0], local.memory_rows.float() * 2)
+        for segment, whole in zip(local.segments, mb.segments):
+            assert segment.total == len(whole)  # the global size, for the losses' means
+            ids = local.y[segment.slice]
+            assert bool(((ids >= whole.start) & (ids < whole.stop)).all())  # rows stay in their segment
+            if segment.from_memory:
+                assert torch.equal(segment.rows, whole.rows[ids - whole.start])
+                assert torch.equal(segment.columns["logits"][:, 0], segment.rows.float() * 2)
 
 
 def test_a_plain_batch_is_cut_into_views():
     mb = MiniBatch(torch.arange(10.0).unsqueeze(1), torch.arange(10), torch.zeros(10, dtype=torch.long))
-    local, n_current = shard_minibatch(mb, 1, 2)
-    assert n_current == 5 and local.y.tolist() == [5, 6, 7, 8, 9]
-    assert local.x.data_ptr() == mb.x[5:].data_ptr() and local.memory_rows is None
+    local = shard_minibatch(mb, 1, 2)
+    assert len(local.stream) == 5 and local.y.tolist() == [5, 6, 7, 8, 9]
+    assert local.x.data_ptr() == mb.x[5:].data_ptr() and local.stream.total == 10
 
 
 def test_the_sharded_source_yields_slices_and_says_how_large_the_global_batch_was():
@@ -69,8 +70,8 @@ def test_the_sharded_source_yields_slices_and_says_how_large_the_global_batch_wa
     assert len(source) == 2
     seen = []
     for mb in source:
-        seen.append((mb.y.tolist(), source.global_size, source.local_size, source.current_rows))
-    assert seen == [([2, 3], 4, 2, 2), ([6], 3, 1, 1)]
+        seen.append((mb.y.tolist(), source.global_size, source.local_size))
+    assert seen == [([2, 3], 4, 2), ([6], 3, 1)]
     with pytest.raises(TypeError, match="wraps must be a BatchSource, got list"):
         ShardedBatchSource([], 0, 2)
 

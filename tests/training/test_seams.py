@@ -59,12 +59,14 @@ def test_replayed_rows_are_marked_and_point_to_their_store_rows():
         def before_forward(self, strategy, **kwargs):
             mb, store = strategy.mb, replay.storage_policy.store
             if strategy.clock.train_exp_counter == 0:
-                assert mb.n_memory == 0 and mb.memory_rows is None
+                assert mb.n_memory == 0 and [s.name for s in mb.segments] == ["stream"]
                 return
-            assert mb.n_memory == len(mb.memory_rows) > 0
+            assert [s.name for s in mb.segments] == ["stream", "replay"]
+            rows = mb.segment("replay").rows
+            assert mb.n_memory == len(rows) > 0
             assert not mb.from_memory[: len(mb) - mb.n_memory].any()  # current samples first
-            assert torch.equal(mb.x[mb.from_memory], store.read_x(mb.memory_rows))
-            assert torch.equal(mb.y[mb.from_memory], store.read("y", mb.memory_rows))
+            assert torch.equal(mb.x[mb.from_memory], store.read_x(rows))
+            assert torch.equal(mb.y[mb.from_memory], store.read("y", rows))
             assert set(mb.y[mb.from_memory].tolist()) <= set(bench.train_stream[0].classes_in_this_experience)
             Check.checked += 1
 

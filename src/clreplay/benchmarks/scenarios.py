@@ -7,7 +7,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from clreplay._seeding import make_generator
+from clreplay._seeding import derive_seed, make_generator
 from clreplay._validation import check_positive_int, check_seed
 from clreplay.benchmarks.checks import check_finite, check_labels
 from clreplay.data.dataset import ClassificationDataset
@@ -45,7 +45,8 @@ def _resolve_class_order(classes: List[int], class_order, seed) -> List[int]:
         return order
     if seed is None:
         return list(classes)
-    perm = torch.randperm(len(classes), generator=make_generator(seed)).tolist()
+    # The run seed's "class_order" stream: independent of the shuffles and the initialisation.
+    perm = torch.randperm(len(classes), generator=make_generator(derive_seed(seed, "class_order"))).tolist()
     return [classes[i] for i in perm]
 
 

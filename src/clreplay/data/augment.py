@@ -53,13 +53,24 @@ class BatchTransform(ABC):
 
 class RandomBatchTransform(BatchTransform):
     """A transform drawing from its own generator, created on the first batch's
-    device and seeded with ``seed``."""
+    device and seeded with ``seed``; with ``seed=None``, from the seed :meth:`setup`
+    hands it (the run's ``"augment"`` stream, through
+    :class:`~clreplay.training.AugmentationPlugin`; 0 if it is never set up)."""
 
-    def __init__(self, *, seed: int = 0) -> None:
+    #: Its name in the streams derived from a parent seed (see :func:`standard_augmentation`).
+    stream = "random"
+
+    def __init__(self, *, seed: Optional[int] = None) -> None:
         seed = check_seed("seed", seed)
+        self._explicit = seed is not None
         self.seed = 0 if seed is None else seed
         self._generator: Optional[torch.Generator] = None
         self._pending: Optional[dict] = None
+
+    def setup(self, seed: int) -> None:
+        """Take the seed ``seed`` if none was given and no batch was drawn yet."""
+        if not self._explicit and self._generator is None:
+            self.seed = derive_seed(seed, self.stream)
 
     def generator(self, device: torch.device) -> torch.Generator:
         """The generator on ``device`` (a new one, from ``seed``, if the batches moved)."""
@@ -117,7 +128,9 @@ class RandomCrop(RandomBatchTransform):
     row 0 the top, row 1 the left of each window in the padded image.
     """
 
-    def __init__(self, padding: int = 4, *, seed: int = 0) -> None:
+    stream = "crop"
+
+    def __init__(self, padding: int = 4, *, seed: Optional[int] = None) -> None:
         super().__init__(seed=seed)
         self.padding = check_int("padding", padding, minimum=0)
 
@@ -132,7 +145,9 @@ class RandomHorizontalFlip(RandomBatchTransform):
     """Mirror each image left-right with probability ``p``: image ``i`` is flipped when
     ``torch.rand(N)[i] < p`` (drawn from the generator)."""
 
-    def __init__(self, p: float = 0.5, *, seed: int = 0) -> None:
+    stream = "flip"
+
+    def __init__(self, p: float = 0.5, *, seed: Optional[int] = None) -> None:
         super().__init__(seed=seed)
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
             raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
@@ -177,6 +192,12 @@ class Compose(BatchTransform):
             x = t(x)
         return x
 
+    def setup(self, seed: int) -> None:
+        """Hand ``seed`` to the random transforms without a seed of their own."""
+        for t in self.transforms:
+            if hasattr(t, "setup"):
+                t.setup(seed)
+
     def state_dict(self) -> dict:
         return {"transforms": [getattr(t, "state_dict", dict)() for t in self.transforms]}
 
@@ -189,12 +210,15 @@ class Compose(BatchTransform):
                 t.load_state_dict(s)
 
 
-def standard_augmentation(*, seed: int = 0, padding: int = 4, flip: bool = True) -> Compose:
+def standard_augmentation(*, seed: Optional[int] = None, padding: int = 4, flip: bool = True) -> Compose:
     """The augmentation of the split-CIFAR literature: random crop with ``padding``
-    zero pixels, then a horizontal flip with probability 1/2 (each from its own seed,
-    derived from ``seed``)."""
-    seed = check_seed("seed", seed) or 0
-    transforms: list[BatchTransform] = [RandomCrop(padding, seed=derive_seed(seed, "crop"))]
-    if flip:
-        transforms.append(RandomHorizontalFlip(seed=derive_seed(seed, "flip")))
-    return Compose(transforms)
+    zero pixels, then a horizontal flip with probability 1/2 (each from its own stream,
+    ``"crop"`` and ``"flip"``, of ``seed``; None: of the seed the run hands it, its
+    ``"augment"`` stream)."""
+    seed = check_seed("seed", seed)
+    transforms: list[BatchTransform] = [RandomCrop(padding), RandomHorizontalFlip() if flip else None]
+    compose = Compose([t for t in transforms if t is not None])
+    if seed is not None:
+        for t in compose.transforms:
+            t._explicit, t.seed = True, derive_seed(seed, t.stream)
+    return compose

@@ -1,9 +1,11 @@
 """Batch sources: what the training loop iterates over in one epoch.
 
-A batch source yields ``(x, y, t)`` tensors. The strategy builds a
+A batch source yields :class:`~clreplay.data.MiniBatch` records (or ``(x, y, t)``
+tensors, read as one ``"stream"`` segment). The strategy builds a
 :class:`DatasetBatchSource` over the current experience; a plugin may replace it
 for the experience through ``strategy.batch_source`` (that is how replay mixes
-memory into mini-batches).
+memory into mini-batches), or extend it: a source whose ``wraps`` is the current
+one appends segments of its own to each of its batches.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 
 from clreplay._validation import check_positive_int
 from clreplay.data.dataset import Batch, ClassificationDataset
+from clreplay.data.minibatch import STREAM
 
 
 class BatchSource(ABC):
@@ -25,6 +28,10 @@ class BatchSource(ABC):
 
     @abstractmethod
     def __len__(self) -> int: ...
+
+    def segment_names(self) -> tuple:
+        """The names of the segments its batches hold, in order (one ``"stream"`` by default)."""
+        return (STREAM,)
 
     def state_dict(self) -> dict:
         """What the source carries from one epoch to the next (none by default); the
@@ -66,6 +73,9 @@ class MappedBatchSource(BatchSource):
     def __len__(self) -> int:
         return len(self.wraps)
 
+    def segment_names(self) -> tuple:
+        return self.wraps.segment_names()
+
     def __iter__(self) -> Iterator[Batch]:
         return map(self.map, iter(self.wraps))
 
@@ -77,6 +87,18 @@ class MappedBatchSource(BatchSource):
 
     def load_state_dict(self, state: dict) -> None:
         self.wraps.load_state_dict(state)
+
+
+def check_segment_name(name: str, wraps: BatchSource) -> str:
+    """``name`` for the segment a source appends to the batches of ``wraps``: a name
+    those batches do not hold already (else two draws could not be told apart)."""
+    held = wraps.segment_names()
+    if name in held:
+        raise ValueError(
+            f"a source appending a segment named {name!r} cannot extend a {type(wraps).__name__} "
+            f"whose batches already hold one (segments {list(held)}): give the two draws different names"
+        )
+    return name
 
 
 def epoch_order(n: int, *, shuffle: bool, generator: torch.Generator | None) -> torch.Tensor:

@@ -5,18 +5,17 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator, Sequence, Tuple
 
-import torch
-
+from clreplay._seeding import derive_seed, global_rng_seeded
 from clreplay._validation import check_positive_int, check_seed
 
 
 @contextmanager
 def seeded_init(seed: int) -> Iterator[None]:
-    """Run the block with torch's global CPU generator seeded with ``seed``, then put
-    the caller's generator state back (layers draw their initial weights from it)."""
+    """Run the block with torch's global CPU generator seeded with the ``"init"`` stream of
+    the run seed ``seed``, then put the caller's generator state back (layers draw their
+    initial weights from it)."""
     seed = check_seed("seed", seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0 if seed is None else seed)
+    with global_rng_seeded(derive_seed(0 if seed is None else seed, "init")):
         yield
 
 

@@ -1,13 +1,15 @@
-"""MemoryPlugin: what every replay plugin shares (a memory kept by a storage policy);
-SeededMemoryPlugin: the same with a generator of its own (online replay, A-GEM, GDumb)."""
+"""MemoryPlugin: what every replay plugin and rehearsal method shares: a memory kept by a
+storage policy, and a random stream of its own."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
+import torch
 from torch import Tensor
 
-from clreplay._seeding import Seeded
+from clreplay import distributed as idist
+from clreplay._seeding import SeedStream
 from clreplay._validation import check_optional_positive_int, check_positive_int
 from clreplay.replay.mixing.draws import check_memory_transform
 from clreplay.replay.policies.base import StoragePolicy, check_storage_policy
@@ -21,9 +23,13 @@ class MemoryPlugin(StrategyPlugin):
     ``mem_size`` must match, ``batch_size_mem``, ``memory_transform``), builds
     ``default_policy(mem_size)`` when no policy is given, hands the run context to
     the policy once (:meth:`setup`), exposes the spec's ``ext_mem`` and saves the
-    memory in its state. A subclass adds its own state through ``_extra_state``.
+    memory in its state. ``generator`` draws from the run's stream named
+    ``seed_name`` (or from ``seed``), and is saved with the memory. A subclass adds
+    its own state through ``_extra_state`` / ``_load_extra_state``.
     """
 
+    #: The run context's stream the plugin's own draws come from.
+    seed_name = "replay"
     #: How the plugin's state is named in errors.
     _state_name = "replay plugin"
 
@@ -35,6 +41,7 @@ class MemoryPlugin(StrategyPlugin):
         default_policy: Callable[[int], StoragePolicy],
         batch_size_mem: Optional[int] = None,
         memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
+        seed: Optional[int] = None,
     ) -> None:
         self.mem_size = check_positive_int("mem_size", mem_size)
         self.batch_size_mem = check_optional_positive_int("batch_size_mem", batch_size_mem)
@@ -42,25 +49,53 @@ class MemoryPlugin(StrategyPlugin):
         if storage_policy is None:
             storage_policy = default_policy(self.mem_size)
         self.storage_policy = check_storage_policy(storage_policy, self.mem_size)
+        self.rng = SeedStream(self.seed_name, seed)
 
     @property
     def ext_mem(self):
         """The memory: the storage policy's dict from group key to stored samples."""
         return self.storage_policy.ext_mem
 
+    @property
+    def generator(self):
+        """The plugin's own generator (its memory draws)."""
+        return self.rng.generator
+
     def setup(self, context) -> None:
-        """Hand the run context to the storage policy (and its selection strategy)."""
+        """Take the run's stream for the plugin's draws; hand the context to the policy."""
+        self.rng.setup(context)
         self.storage_policy.setup(context)
+
+    def update_rows(self, strategy, segment, values: Mapping[str, Tensor], keep: Tensor) -> None:
+        """Change stored columns of the rows of ``segment`` (a memory draw of ``strategy.mb``,
+        whose rows are distinct) where ``keep`` holds; ``values`` has one row per row of
+        the segment. The other rows are written back as they are, so nothing is read on
+        the host. Over several processes each rank holds a slice of the segment: the
+        slices are gathered (in rank order, the segment's order) so that every rank
+        applies the same update to its replica."""
+        rows = segment.rows
+        if idist.is_distributed(strategy):
+            rows, keep = idist.all_gather(rows), idist.all_gather(keep)
+            values = {name: idist.all_gather(v.contiguous()) for name, v in sorted(values.items())}
+        if not len(rows):
+            return
+        store = self.storage_policy.store
+        merged = {}
+        for name, new in values.items():
+            old = store.read(name, rows).to(new.device, new.dtype)
+            mask = keep.to(new.device).view(-1, *([1] * (new.dim() - 1)))
+            merged[name] = torch.where(mask, new, old)
+        store.update(rows, merged)
 
     # -------------------------------------------------------------- persistence
     def state_dict(self) -> dict:
         return {"mem_size": self.mem_size, "storage_policy": self.storage_policy.state_dict(),
-                **self._extra_state()}
+                "rng": self.rng.state_dict(), **self._extra_state()}
 
     def load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        expected = {"mem_size", "storage_policy", *self._extra_state()}
+        expected = {"mem_size", "storage_policy", "rng", *self._extra_state()}
         if set(state) != expected:
             raise KeyError(f"{self._state_name} state must have keys {sorted(expected)}, got {sorted(state)}")
         if state["mem_size"] != self.mem_size:
@@ -68,30 +103,16 @@ class MemoryPlugin(StrategyPlugin):
                 f"mem_size of the saved replay memory ({state['mem_size']}) differs from "
                 f"this plugin's mem_size ({self.mem_size})"
             )
+        self._before_load(state)
         self.storage_policy.load_state_dict(state["storage_policy"])
+        self.rng.load_state_dict(state["rng"])
         self._load_extra_state(state)
+
+    def _before_load(self, state: dict) -> None:
+        """Prepare for a saved memory (e.g. register the columns it holds)."""
 
     def _extra_state(self) -> dict:
         return {}
 
     def _load_extra_state(self, state: dict) -> None:
         pass
-
-
-class SeededMemoryPlugin(Seeded, MemoryPlugin):
-    """A :class:`MemoryPlugin` that draws from a generator of its own (``self.generator``),
-    seeded from ``seed`` or, when None, from the run context's stream named after
-    the class's ``_seed_name``; the generator is saved with the memory (``rng``).
-    Subclasses call :meth:`_init_seed` after ``MemoryPlugin.__init__``.
-    """
-
-    def setup(self, context) -> None:
-        """Take the run's seed for the plugin's draws; hand the context to the policy."""
-        Seeded.setup(self, context)
-        MemoryPlugin.setup(self, context)
-
-    def _extra_state(self) -> dict:
-        return {"rng": self._seed_state()}
-
-    def _load_extra_state(self, state: dict) -> None:
-        self._load_seed_state(state["rng"])

@@ -47,9 +47,12 @@ class ReplayPlugin(MemoryPlugin):
     whole experience, and checked to be the same on every rank after each update
     (:func:`~clreplay.replay.storage.consistency.check_replicated`).
 
-    A strategy that builds its own batch source (overrides
-    ``make_train_batch_source``) keeps it: each of its batches is followed by
-    memory samples (:class:`~clreplay.replay.mixing.balanced.AppendMemoryBatchSource`).
+    The replayed rows of each mini-batch form its ``"replay"`` segment
+    (``strategy.mb.segment("replay")``: their store rows and the store's other
+    columns). A strategy that builds its own batch source (overrides
+    ``make_train_batch_source``), or whose batches another plugin already extends in
+    this experience, keeps them: each of its batches is followed by memory samples
+    (:class:`~clreplay.replay.mixing.balanced.AppendMemoryBatchSource`).
 
     Example
     -------
@@ -66,6 +69,9 @@ class ReplayPlugin(MemoryPlugin):
     >>> sorted(replay.ext_mem), [len(group) for group in replay.ext_mem.values()]
     ([0, 1], [50, 50])
     """
+
+    #: The segment the replayed rows form in each mini-batch.
+    segment = "replay"
 
     def __init__(
         self,
@@ -97,10 +103,14 @@ class ReplayPlugin(MemoryPlugin):
         if self.task_balanced:
             groups = group_by_task(list(groups.values()))
         options = dict(batch_size_mem=self.batch_size_mem, shuffle=shuffle, generator=strategy.generator,
-                       memory_transform=self.memory_transform, store=self.storage_policy.store)
-        # A plain object driving the plugin by hand has no batch source of its own.
+                       memory_transform=self.memory_transform, store=self.storage_policy.store,
+                       name=self.segment)
+        # A plain object driving the plugin by hand has no batch source of its own. A
+        # strategy whose batches are its own, or already extended by another plugin in
+        # this experience, keeps them: memory samples are appended to each.
         default = getattr(strategy, "uses_default_batch_source", None)
-        if default is None or default():
+        extended = getattr(strategy, "batch_source_replaced", False)
+        if (default is None or default()) and not extended:
             source = ReplayBatchSource(strategy.experience.dataset, list(groups.values()),
                                        strategy.train_mb_size, **options)
         else:

@@ -1,11 +1,12 @@
-"""Rehearsal methods, one small file each, built on the replay memory and the strategy's seams.
+"""Rehearsal methods, one file each, built on the replay memory and the strategy's seams.
 
 =========  ==================================  ==========================================
 name       Python                              what it changes
 =========  ==================================  ==========================================
 er         :class:`~clreplay.ReplayPlugin`     nothing: experience replay (the default)
 der        :class:`DERPlugin` (``beta=0``)     loss: + alpha * MSE to stored logits
-derpp      :class:`DERPlugin` (``beta>0``)     loss: + beta * CE on a second memory batch
+derpp      :class:`DERPlugin` (``beta>0``)     loss: + beta * CE on a second memory draw
+xder       :class:`XDERPlugin`                 stored logits updated; margin constraints
 er-ace     :class:`ERACEPlugin`                loss: stream CE over current classes only
 agem       :class:`AGEMPlugin`                 gradient: projected against the memory's
 gdumb      :class:`GDumbPlugin`                training: from scratch, on the memory only
@@ -15,12 +16,12 @@ icarl      :class:`ICaRLPlugin`                loss (BCE + distillation), neares
 Each is a :class:`~clreplay.training.StrategyPlugin` used with any strategy
 (e.g. :class:`~clreplay.training.Naive`); methods that change the loss or the
 prediction rule own the strategy's ``criterion`` or ``predict`` seam. The
-:mod:`~clreplay.strategies.registry` names them for the command line.
+:mod:`~clreplay.strategies.registry` names them for the command line; the
+:mod:`~clreplay.strategies.losses` are the shared terms they are written with.
 """
 
 from clreplay.strategies.agem import AGEMPlugin, project_gradient
-from clreplay.strategies.base import MemorySampler, Method, Option, SingleProcess, draw_from_memory
-from clreplay.strategies.der import DERPlugin, logit_matching_loss
+from clreplay.strategies.der import DERPlugin
 from clreplay.strategies.er_ace import ERACEPlugin, mask_logits
 from clreplay.strategies.gdumb import GDumbPlugin, GreedyClassBalancedStoragePolicy, reinitialise
 from clreplay.strategies.icarl import (
@@ -29,7 +30,10 @@ from clreplay.strategies.icarl import (
     distillation_targets,
     nearest_mean_scores,
 )
+from clreplay.strategies.losses import cross_entropy, logit_mse, segment_mean
+from clreplay.strategies.method import Method
 from clreplay.strategies.registry import METHODS, get_method, list_methods
+from clreplay.strategies.xder import XDERPlugin, transplant
 
 __all__ = [
     "AGEMPlugin",
@@ -39,18 +43,18 @@ __all__ = [
     "GreedyClassBalancedStoragePolicy",
     "ICaRLPlugin",
     "METHODS",
-    "MemorySampler",
     "Method",
-    "Option",
-    "SingleProcess",
+    "XDERPlugin",
     "class_means",
+    "cross_entropy",
     "distillation_targets",
-    "draw_from_memory",
     "get_method",
     "list_methods",
-    "logit_matching_loss",
+    "logit_mse",
     "mask_logits",
     "nearest_mean_scores",
     "project_gradient",
     "reinitialise",
+    "segment_mean",
+    "transplant",
 ]

@@ -19,11 +19,14 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-from clreplay._validation import check_positive_int
-from clreplay.replay.memory_plugin import SeededMemoryPlugin
+from clreplay.options import Option
+from clreplay.replay.memory_plugin import MemoryPlugin
+from clreplay.replay.mixing.draws import MemorySampler
 from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.experience_balanced import ExperienceBalancedStoragePolicy
-from clreplay.strategies.base import MemorySampler, Method, Option, SingleProcess
+from clreplay.strategies.method import Method
+
+SAMPLE_SIZE = Option("sample_size", 128, "A-GEM: memory samples per reference gradient", minimum=1)
 
 
 def project_gradient(g: Tensor, g_ref: Tensor) -> Tensor:
@@ -40,7 +43,7 @@ def project_gradient(g: Tensor, g_ref: Tensor) -> Tensor:
     return g - (dot / torch.dot(g_ref, g_ref)) * g_ref
 
 
-class AGEMPlugin(SingleProcess, SeededMemoryPlugin):
+class AGEMPlugin(MemoryPlugin):
     """A-GEM: project each step's gradient so it does not conflict with the memory's.
 
     After the backward pass of every step (once the memory holds anything),
@@ -72,22 +75,20 @@ class AGEMPlugin(SingleProcess, SeededMemoryPlugin):
     (True, [50, 50])
     """
 
-    _seed_name = "agem"
+    seed_name = "agem"
     _state_name = "A-GEM"
 
     def __init__(self, mem_size: int = 200, sample_size: int = 128, *,
                  storage_policy: Optional[StoragePolicy] = None, seed: Optional[int] = None) -> None:
-        self.sample_size = check_positive_int("sample_size", sample_size)
-        if storage_policy is None:
-            storage_policy = ExperienceBalancedStoragePolicy({}, check_positive_int("mem_size", mem_size))
-        SeededMemoryPlugin.__init__(self, mem_size, storage_policy, default_policy=None)
-        self._init_seed(seed)
+        self.sample_size = SAMPLE_SIZE.check(sample_size, "sample_size")
+        super().__init__(mem_size, storage_policy, seed=seed,
+                         default_policy=lambda size: ExperienceBalancedStoragePolicy({}, size))
         self._sampler = MemorySampler(self.storage_policy)
         self.projections = 0  # steps whose gradient was projected (not saved: a statistic)
 
     def after_backward(self, strategy, **kwargs):
         """Replace the gradient by its projection against the memory's reference gradient."""
-        batch = self._sampler.draw(self.sample_size, self.generator, extras=False)
+        batch = self._sampler.draw(self.sample_size, self.generator)
         if batch is None:
             return
         params = [p for p in strategy.model.parameters() if p.requires_grad]
@@ -110,6 +111,7 @@ class AGEMPlugin(SingleProcess, SeededMemoryPlugin):
         """Store samples of the experience just trained on."""
         self.storage_policy(strategy)
 
+
 def _flatten(grads, params) -> Tensor:
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
                       for g, p in zip(grads, params)])
@@ -124,6 +126,6 @@ AGEM = Method(
     summary="A-GEM: project the gradient when it conflicts with a memory batch's gradient",
     paper="Chaudhry et al., Efficient Lifelong Learning with A-GEM, ICLR 2019",
     build=_build,
-    options=(Option("sample_size", 128, "A-GEM: memory samples per reference gradient",
-                    kind=int, minimum=1),),
+    options=(SAMPLE_SIZE,),
+    protocol="experience-balanced memory, filled after each experience; replayed only in the reference gradient",
 )

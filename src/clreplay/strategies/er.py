@@ -21,7 +21,7 @@ from clreplay.replay.registry import (
     make_selection_strategy,
     make_storage_policy,
 )
-from clreplay.strategies.base import Method
+from clreplay.strategies.method import Method
 
 
 def build_replay_plugin(config, model: nn.Module) -> ReplayPlugin | OnlineReplayPlugin:
@@ -33,7 +33,7 @@ def build_replay_plugin(config, model: nn.Module) -> ReplayPlugin | OnlineReplay
         )
     policy = make_storage_policy(config.policy, config.mem_size, selection=selection,
                                  groupby=config.groupby, memmap_dir=config.memmap_dir)
-    if config.online:
+    if config.online:  # each sample offered once, in the first epoch (the online protocol)
         return OnlineReplayPlugin(config.mem_size, policy, batch_size_mem=config.batch_size_mem)
     return ReplayPlugin(config.mem_size, policy, batch_size_mem=config.batch_size_mem,
                         task_balanced=config.task_balanced)
@@ -49,4 +49,6 @@ ER = Method(
     paper="Chaudhry et al., On Tiny Episodic Memories in Continual Learning, 2019",
     build=_build,
     replay_options=("batch_size_mem", "memmap_dir"),
+    protocol="the memory updated after each experience by --policy; with --online, from every step of "
+             "the first epoch (each sample offered once)",
 )

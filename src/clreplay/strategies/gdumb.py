@@ -17,14 +17,17 @@ from typing import Dict, Iterator, List, Optional
 import torch
 from torch import nn
 
-from clreplay._validation import check_positive_int
+from clreplay._seeding import global_rng_seeded
 from clreplay.data.batching import BatchSource, DatasetBatchSource
 from clreplay.data.dataset import ClassificationDataset
-from clreplay.replay.memory_plugin import SeededMemoryPlugin
+from clreplay.options import Option
+from clreplay.replay.memory_plugin import MemoryPlugin
 from clreplay.replay.mixing.balanced import split_evenly
 from clreplay.replay.policies.base import StoragePolicy, experience_of
 from clreplay.replay.storage.store import GroupPlan
-from clreplay.strategies.base import Method, Option, SingleProcess
+from clreplay.strategies.method import Method
+
+PASSES = Option("passes", 128, "GDumb: passes over the memory at each evaluation point", minimum=1)
 
 
 class GreedyClassBalancedStoragePolicy(StoragePolicy):
@@ -50,7 +53,7 @@ class GreedyClassBalancedStoragePolicy(StoragePolicy):
         super().__init__(ext_mem, mem_size, seed=seed)
         self.seen_classes: set = set(ext_mem)
 
-    def __call__(self, strategy, **kwargs) -> None:
+    def __call__(self, strategy, *, columns=None, **kwargs) -> None:
         experience = experience_of(strategy)
         data: ClassificationDataset = experience.dataset
         labels = data.targets.cpu().tolist()
@@ -86,7 +89,7 @@ class GreedyClassBalancedStoragePolicy(StoragePolicy):
                     n_old += 1
             plans[c] = GroupPlan(torch.tensor(new, dtype=torch.long), torch.tensor(old, dtype=torch.long),
                                  torch.tensor(keep, dtype=torch.long))
-        self._commit(plans, data, origin=experience.current_experience, strategy=strategy)
+        self._commit(plans, data, origin=experience.current_experience, columns=columns)
 
     def _extra_state(self) -> dict:
         return {"seen_classes": sorted(self.seen_classes)}
@@ -113,8 +116,7 @@ def reinitialise(model: nn.Module, seed: int) -> None:
                 "holds parameters but has no reset_parameters()"
             )
     devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with global_rng_seeded(seed, devices=devices):
         for _, module in owners:
             module.reset_parameters()
 
@@ -143,7 +145,7 @@ class _MemoryPasses(BatchSource):
             yield from self.source
 
 
-class GDumbPlugin(SingleProcess, SeededMemoryPlugin):
+class GDumbPlugin(MemoryPlugin):
     """GDumb: fill the greedy memory from the experience, then re-initialise the model
     and train it on the memory only.
 
@@ -174,14 +176,13 @@ class GDumbPlugin(SingleProcess, SeededMemoryPlugin):
     ([25, 25, 25, 25], 800)
     """
 
-    _seed_name = "gdumb"
+    seed_name = "gdumb"
     _state_name = "GDumb"
 
     def __init__(self, mem_size: int = 200, *, passes: int = 128, seed: Optional[int] = None) -> None:
-        self.passes = check_positive_int("passes", passes)
-        policy = GreedyClassBalancedStoragePolicy({}, check_positive_int("mem_size", mem_size))
-        SeededMemoryPlugin.__init__(self, mem_size, policy, default_policy=None)
-        self._init_seed(seed)
+        self.passes = PASSES.check(passes, "passes")
+        super().__init__(mem_size, None, seed=seed,
+                         default_policy=lambda size: GreedyClassBalancedStoragePolicy({}, size))
 
     def before_training_exp(self, strategy, **kwargs):
         epochs = strategy.train_epochs
@@ -209,6 +210,6 @@ GDUMB = Method(
     summary="GDumb: greedy class-balanced memory; retrain from scratch on the memory only",
     paper="Prabhu et al., GDumb: A Simple Approach that Questions Our Progress in CL, ECCV 2020",
     build=_build,
-    options=(Option("passes", 128, "GDumb: passes over the memory at each evaluation point",
-                    kind=int, minimum=1),),
+    options=(PASSES,),
+    protocol="greedy class-balanced memory, filled from each experience before training on the memory only",
 )

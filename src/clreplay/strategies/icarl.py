@@ -38,7 +38,7 @@ from clreplay.replay.plugin import ReplayPlugin
 from clreplay.replay.policies.class_balanced import ClassBalancedStoragePolicy
 from clreplay.replay.selection.feature_based import HerdingSelectionStrategy
 from clreplay.replay.selection.features import extract_features
-from clreplay.strategies.base import Method, SingleProcess
+from clreplay.strategies.method import Method
 
 
 def class_means(features: Tensor, labels: Tensor, n_classes: int) -> Tuple[Tensor, Tensor]:
@@ -99,7 +99,7 @@ def default_feature_layer(model: nn.Module) -> str:
     )
 
 
-class ICaRLPlugin(SingleProcess, ReplayPlugin):
+class ICaRLPlugin(ReplayPlugin):
     """iCaRL (see the module's description): herding memory, BCE distillation loss
     (:meth:`criterion`) and nearest-mean-of-exemplars prediction (:meth:`predict`).
 
@@ -247,4 +247,5 @@ ICARL = Method(
     paper="Rebuffi et al., iCaRL: Incremental Classifier and Representation Learning, CVPR 2017",
     build=_build,
     replay_options=("batch_size_mem",),
+    protocol="class-balanced memory by herding, updated after each experience; balanced replay (ER's batches)",
 )

@@ -45,6 +45,12 @@ class AugmentationPlugin(StrategyPlugin):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self.transform = transform
 
+    def setup(self, context) -> None:
+        """Hand the run's ``"augment"`` stream to a transform without a seed of its own."""
+        setup = getattr(self.transform, "setup", None)
+        if setup is not None:
+            setup(context.seed_for("augment"))
+
     def before_training_exp(self, strategy, **kwargs) -> None:
         if idist.is_distributed(strategy):
             strategy.batch_source = AugmentedBatchSource(strategy.batch_source, self, strategy.device)

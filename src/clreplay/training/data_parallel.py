@@ -16,7 +16,7 @@ counts; the model's parameters and buffers start from rank 0's.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -24,54 +24,81 @@ from torch import Tensor, nn
 from clreplay import distributed as idist
 from clreplay.data.batching import BatchSource, MappedBatchSource
 from clreplay.data.dataset import ClassificationDataset
-from clreplay.data.minibatch import MiniBatch
+from clreplay.data.minibatch import MiniBatch, Segment
 from clreplay.training.gradients import GradientReducer
 
 
-def slice_bounds(n_current: int, n_memory: int, rank: int, world_size: int
-                 ) -> Tuple[Tuple[int, int], Tuple[int, int]]:
-    """This rank's ``[start, stop)`` among the current rows and among the replayed rows.
+def segment_shares(lengths: Sequence[int], world_size: int) -> List[List[int]]:
+    """How many rows of each segment each rank takes: ``shares[s][r]``.
 
-    Each rank takes a contiguous share of the current rows (larger shares first)
-    and of the replayed rows, sized so that every rank's slice holds the global
-    batch's size divided by the ranks (±1): the batch's work is split evenly, and
-    each rank's current rows come first, as in the global batch.
+    Every segment is split as evenly as possible over the ranks, and the rows that do
+    not divide go to the ranks that have the fewest rows so far (the lowest rank
+    first), so that every rank's slice holds the global batch's size divided by the
+    ranks, within one row.
 
-    >>> [slice_bounds(11, 21, r, 2) for r in range(2)]
-    [((0, 6), (0, 10)), ((6, 11), (10, 21))]
+    >>> segment_shares([11, 21], 2)
+    [[6, 5], [10, 11]]
+    >>> segment_shares([1, 0], 2)
+    [[1, 0], [0, 0]]
     """
-    totals = idist.shares(n_current + n_memory, world_size)
-    current = idist.shares(n_current, world_size)
-    memory = [t - c for t, c in zip(totals, current)]
-    c0, m0 = sum(current[:rank]), sum(memory[:rank])
-    return (c0, c0 + current[rank]), (m0, m0 + memory[rank])
+    given = [0] * world_size
+    shares = []
+    for length in lengths:
+        base, extra = divmod(length, world_size)
+        counts = [base] * world_size
+        for rank in sorted(range(world_size), key=lambda r: (given[r], r))[:extra]:
+            counts[rank] += 1
+        given = [g + c for g, c in zip(given, counts)]
+        shares.append(counts)
+    return shares
 
 
-def shard_minibatch(mb: MiniBatch, rank: int, world_size: int) -> Tuple[MiniBatch, int]:
-    """Rank ``rank``'s slice of the global mini-batch ``mb``, and how many current rows it has.
+class _RowsOf(Mapping):
+    """``columns`` (a mapping of per-row values) at rows ``[start, stop)``, read when looked up."""
 
-    The slice holds a contiguous share of ``mb``'s current rows followed by one of its
-    replayed rows (:func:`slice_bounds`), with their store rows and extra columns; over
-    the ranks the slices partition ``mb``.
+    def __init__(self, columns: Mapping[str, Tensor], start: int, stop: int) -> None:
+        self._columns, self._start, self._stop = columns, start, stop
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self._columns[name][self._start : self._stop]
+
+    def __contains__(self, name) -> bool:
+        return name in self._columns
+
+    def __iter__(self):
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+
+def shard_minibatch(mb: MiniBatch, rank: int, world_size: int) -> MiniBatch:
+    """Rank ``rank``'s slice of the global mini-batch ``mb``.
+
+    The slice holds a contiguous share of each of ``mb``'s segments, in the same order
+    (:func:`segment_shares`), with their store rows and other columns; each segment
+    keeps its global size as ``total``. Over the ranks the slices partition ``mb``.
     """
-    mask = mb.from_memory.cpu()
-    current = torch.nonzero(~mask).flatten()
-    memory = torch.nonzero(mask).flatten()
-    (c0, c1), (m0, m1) = slice_bounds(len(current), len(memory), rank, world_size)
-    positions = torch.cat([current[c0:c1], memory[m0:m1]])
+    shares = segment_shares([len(s) for s in mb.segments], world_size)
+    parts, segments, start = [], [], 0
+    for segment, counts in zip(mb.segments, shares):
+        a = segment.start + sum(counts[:rank])
+        n = counts[rank]
+        parts.append(torch.arange(a, a + n))
+        offset = a - segment.start
+        rows = None if segment.rows is None else segment.rows[offset : offset + n]
+        columns = _RowsOf(segment.columns, offset, offset + n) if segment.columns else None
+        segments.append(Segment(segment.name, start, start + n, from_memory=segment.from_memory, rows=rows,
+                                columns=columns, total=segment.total))
+        start += n
+    positions = torch.cat(parts)
     n = len(positions)
-    if n and int(positions[-1] - positions[0]) == n - 1 and bool((positions[1:] > positions[:-1]).all()):
-        start = int(positions[0])  # contiguous: views, no copy
-        x, y, t = (part.narrow(0, start, n) for part in (mb.x, mb.y, mb.t))
+    if n and int(positions[-1] - positions[0]) == n - 1:  # contiguous: views, no copy
+        first = int(positions[0])
+        x, y, t = (part.narrow(0, first, n) for part in (mb.x, mb.y, mb.t))
     else:
         x, y, t = (part.index_select(0, positions.to(part.device)) for part in (mb.x, mb.y, mb.t))
-    if m1 == m0 and mb.memory_rows is None and not mb.extras:
-        return MiniBatch(x, y, t), c1 - c0
-    local_mask = torch.zeros(n, dtype=torch.bool, device=mb.y.device)
-    local_mask[c1 - c0 :] = True
-    rows = None if mb.memory_rows is None else mb.memory_rows[m0:m1]
-    extras = {name: value[m0:m1] for name, value in mb.extras.items()}
-    return MiniBatch(x, y, t, from_memory=local_mask, memory_rows=rows, extras=extras), c1 - c0
+    return MiniBatch(x, y, t, segments=segments)
 
 
 class ShardedBatchSource(MappedBatchSource):
@@ -79,8 +106,7 @@ class ShardedBatchSource(MappedBatchSource):
 
     ``wraps`` is the source it extends (the strategy's batch source after the plugins'
     ``before_training_exp``). While a batch is being trained on, ``global_size`` is the
-    global batch's size, ``local_size`` the size of this rank's slice and
-    ``current_rows`` its number of current (not replayed) rows, which come first in it.
+    global batch's size and ``local_size`` the size of this rank's slice.
 
     Its state is the wrapped source's (the same on every rank: each draws the global
     batches), and :meth:`iterate_from` resumes the wrapped source's epoch at global
@@ -91,11 +117,11 @@ class ShardedBatchSource(MappedBatchSource):
     def __init__(self, wraps: BatchSource, rank: int, world_size: int) -> None:
         super().__init__(wraps)
         self.rank, self.world_size = rank, world_size
-        self.global_size = self.local_size = self.current_rows = 0
+        self.global_size = self.local_size = 0
 
     def map(self, batch) -> MiniBatch:
         mb = MiniBatch.of(batch)
-        local, self.current_rows = shard_minibatch(mb, self.rank, self.world_size)
+        local = shard_minibatch(mb, self.rank, self.world_size)
         self.global_size, self.local_size = len(mb), len(local)
         return local
 

@@ -82,8 +82,10 @@ class BaseStrategy:
     device: where the model and the mini-batches live.
     plugins: :class:`StrategyPlugin` instances, called in this order.
     evaluator: a plugin that gathers metrics; it is called after the other plugins.
-    seed: seeds the generator that shuffles the data (None means 0): the same seed
-        gives the same batches and, with the same initial model, the same weights.
+    seed: the run's seed (None means 0): the data is shuffled by its ``"shuffle"``
+        stream, and every plugin draws from streams of its own (see
+        :class:`RunContext`); the same seed gives the same batches and, with the same
+        initial model, the same weights.
     context: the run context (seed, rank, world size) handed to every plugin once,
         through ``plugin.setup(context)``; by default ``RunContext(seed=seed)``, or
         with ``distributed`` the rank and world size of the process group.
@@ -200,7 +202,8 @@ class BaseStrategy:
         self._parallel = DataParallel(self.model, context) if context.world_size > 1 else None
         self.optimizer = optimizer
         self.loss_fn = nn.CrossEntropyLoss() if criterion is None else criterion
-        self.generator = make_generator(self.seed)
+        # The training batches' shuffles: the run's "shuffle" stream (one seeding path).
+        self.generator = make_generator(context.seed_for("shuffle"))
         self.clock = Clock()
         self.is_training = False
         self.experience: Optional[Experience] = None
@@ -255,6 +258,11 @@ class BaseStrategy:
             )
         self._batch_source = source
         self._batch_source_replaced = True
+
+    @property
+    def batch_source_replaced(self) -> bool:
+        """Whether a plugin replaced or extended the batch source in this experience."""
+        return self._batch_source_replaced
 
     def uses_default_batch_source(self) -> bool:
         """True unless a subclass overrides :meth:`make_train_batch_source` (replay then

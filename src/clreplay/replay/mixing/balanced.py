@@ -8,9 +8,9 @@ import torch
 from torch import Tensor
 
 from clreplay._validation import check_optional_positive_int, check_positive_int
-from clreplay.data.batching import BatchSource, epoch_order
+from clreplay.data.batching import BatchSource, check_segment_name, epoch_order
 from clreplay.data.dataset import ClassificationDataset
-from clreplay.data.minibatch import MiniBatch
+from clreplay.data.minibatch import STREAM, MiniBatch, Segment
 from clreplay.replay.mixing.draws import MemoryReader, check_memory_transform
 from clreplay.replay.policies.allocation import split_capacity
 from clreplay.replay.storage.store import MemoryStore
@@ -84,6 +84,7 @@ class _MemoryMixing(BatchSource):
         generator: Optional[torch.Generator] = None,
         memory_transform: Optional[Callable[[Tensor], Tensor]] = None,
         store: Optional[MemoryStore] = None,
+        name: str = "replay",
     ) -> None:
         groups = [g for g in memory_groups if len(g) > 0]
         if not groups:
@@ -94,6 +95,15 @@ class _MemoryMixing(BatchSource):
         self.reader = MemoryReader(groups, store, self.memory_transform)
         self.group_sizes = [len(g) for g in groups]
         self._cycles = _GroupCycles(groups, shuffle, generator)
+        self.name = name  # the segment the memory's rows form in each batch
+
+    def _segments(self, n_current: int, rows: Tensor, *, current=None) -> tuple:
+        """The segments of a batch: the current rows (``current``: those of the wrapped
+        batch, else one stream segment) then the memory's ``rows``."""
+        reader = self.reader
+        head = (Segment(STREAM, 0, n_current),) if current is None else current
+        return head + (Segment(self.name, n_current, n_current + len(rows), from_memory=True,
+                                rows=reader.store_rows(rows), columns=reader.columns(rows)),)
 
     @property
     def memory(self) -> ClassificationDataset:
@@ -137,7 +147,7 @@ class ReplayBatchSource(_MemoryMixing):
         batch_size: int,
         **options,
     ) -> None:
-        # options: batch_size_mem, shuffle, generator, memory_transform, store (see the class doc)
+        # options: batch_size_mem, shuffle, generator, memory_transform, store, name (the class doc)
         super().__init__(memory_groups, **options)
         self.current = current
         self.batch_size = check_positive_int("batch_size", batch_size)
@@ -150,6 +160,9 @@ class ReplayBatchSource(_MemoryMixing):
 
     def __len__(self) -> int:
         return -(-len(self.current) // self.current_share)
+
+    def segment_names(self) -> tuple:
+        return (STREAM, self.name)
 
     def _memory_positions(self, n_full: int, last_count: int) -> tuple[Tensor, Tensor]:
         """Memory positions of the batches: a (n_full, M) matrix and the last batch's."""
@@ -183,21 +196,18 @@ class ReplayBatchSource(_MemoryMixing):
         y_full = torch.cat([cur_y[: n_full * c].view(n_full, c), mem_y], dim=1).flatten()
         t_full = torch.cat([cur_t[: n_full * c].view(n_full, c), mem_t], dim=1).flatten()
         width = c + mem_full.shape[1]
-        mask = _mask(c, mem_full.shape[1], cur_y.device)
         for b in range(n_full):
             rows = mem_full[b]
             x = torch.cat([cur.x_from_rows(cur_rows[b * c : (b + 1) * c]), reader.x(rows)])
             yield MiniBatch(x, y_full[b * width : (b + 1) * width], t_full[b * width : (b + 1) * width],
-                            from_memory=mask, memory_rows=reader.store_rows(rows),
-                            extras=reader.extras(rows))
+                            segments=self._segments(c, rows))
         if last_count:
             rows = reader.rows(mem_last)
             y_last, t_last = reader.labels(rows)
             x = torch.cat([cur.x_from_rows(cur_rows[n_full * c :]), reader.x(rows)])
             yield MiniBatch(
                 x, torch.cat([cur_y[n_full * c :], y_last]), torch.cat([cur_t[n_full * c :], t_last]),
-                from_memory=_mask(last_count, len(rows), cur_y.device),
-                memory_rows=reader.store_rows(rows), extras=reader.extras(rows),
+                segments=self._segments(last_count, rows),
             )
 
 
@@ -217,9 +227,13 @@ class AppendMemoryBatchSource(_MemoryMixing):
         memory_groups: Sequence[ClassificationDataset],
         **options,
     ) -> None:
-        # options: batch_size_mem, shuffle, generator, memory_transform, store (as ReplayBatchSource)
+        # options: batch_size_mem, shuffle, generator, memory_transform, store, name (as ReplayBatchSource)
         super().__init__(memory_groups, **options)
         self.wraps = wraps
+        check_segment_name(self.name, wraps)
+
+    def segment_names(self) -> tuple:
+        return self.wraps.segment_names() + (self.name,)
 
     def __len__(self) -> int:
         return len(self.wraps)
@@ -231,17 +245,5 @@ class AppendMemoryBatchSource(_MemoryMixing):
             count = self.batch_size_mem or len(mb)
             rows = reader.rows(torch.cat(self._cycles.take(memory_shares(count, self.group_sizes))))
             y, t = reader.labels(rows)
-            x = reader.x(rows)
-            n = len(mb)
-            yield MiniBatch(
-                torch.cat([mb.x, x.to(mb.x.device)]), torch.cat([mb.y, y.to(mb.y.device)]),
-                torch.cat([mb.t, t.to(mb.t.device)]),
-                from_memory=_mask(n, len(rows), mb.y.device), memory_rows=reader.store_rows(rows),
-                extras=reader.extras(rows),
-            )
-
-
-def _mask(n_current: int, n_memory: int, device) -> Tensor:
-    mask = torch.ones(n_current + n_memory, dtype=torch.bool, device=device)
-    mask[:n_current] = False
-    return mask
+            yield mb.append(reader.x(rows), y, t, name=self.name, rows=reader.store_rows(rows),
+                            columns=reader.columns(rows))

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.data.minibatch import MiniBatch, Segment
 from clreplay.replay.storage.store import MemoryStore
 
 #: Memories up to this size are sampled with one permutation; larger ones by
@@ -99,8 +100,8 @@ class MemoryReader:
         self.memory = ClassificationDataset.concat(self.groups)
         self.store = store if store is not None and store.rows_of(self.memory) is not None else None
         self.memory_transform = memory_transform
-        self._has_extras = self.store is not None and bool(self.store.extras)
-        self._extras_key = None if store is None else tuple(store.extras)
+        self._has_columns = self.store is not None and bool(self.store.extras)
+        self._columns_key = None if store is None else tuple(store.extras)
 
     def reads(self, groups: Sequence[ClassificationDataset], store: Optional[MemoryStore],
               memory_transform) -> bool:
@@ -112,7 +113,7 @@ class MemoryReader:
         """
         return (len(groups) == len(self.groups) and all(a is b for a, b in zip(groups, self.groups))
                 and memory_transform is self.memory_transform
-                and (store is None or tuple(store.extras) == self._extras_key))
+                and (store is None or tuple(store.extras) == self._columns_key))
 
     def rows(self, positions: Tensor) -> Tensor:
         """Storage rows (store rows when store-backed) of memory ``positions``."""
@@ -131,15 +132,15 @@ class MemoryReader:
     def store_rows(self, rows: Tensor) -> Optional[Tensor]:
         return rows if self.store is not None else None
 
-    def extras(self, rows: Tensor) -> Mapping[str, Tensor]:
-        """The store's extra columns at ``rows``, each read when first looked up."""
-        return _ColumnsAt(self.store, rows) if self._has_extras else {}
+    def columns(self, rows: Tensor) -> Mapping[str, Tensor]:
+        """The store's other columns (beyond x, y, t, origin) at ``rows``, each read when
+        first looked up."""
+        return ColumnsAt(self.store, rows) if self._has_columns else {}
 
 
-class _ColumnsAt(Mapping):
-    """The extra columns of ``store`` at ``rows``, each read when first looked up: a
-    method that needs one column of several (DER reads a row's logits, and their
-    widths only once a head has grown) reads that one, every step."""
+class ColumnsAt(Mapping):
+    """The columns of ``store`` beyond the core ones at ``rows``, each read when first
+    looked up: a method that needs one column of several reads that one, every step."""
 
     def __init__(self, store: MemoryStore, rows: Tensor) -> None:
         self._store, self._rows, self._read = store, rows, {}
@@ -160,3 +161,71 @@ class _ColumnsAt(Mapping):
 
     def __len__(self) -> int:
         return len(self._store.extras)
+
+
+class LazyMapping(Mapping):
+    """A mapping computed by ``compute()`` when first looked up (None reads as empty): what
+    a method stores with a sample is computed only if the policy keeps one.
+
+    >>> calls = []
+    >>> lazy = LazyMapping(lambda: calls.append(1) or {"a": 1})
+    >>> len(calls)
+    0
+    >>> lazy["a"], "b" in lazy, len(calls)
+    (1, False, 1)
+    """
+
+    def __init__(self, compute: Callable[[], Optional[Mapping]]) -> None:
+        self._compute, self._values = compute, None
+
+    def _get(self) -> Mapping:
+        if self._values is None:
+            self._values = self._compute() or {}
+        return self._values
+
+    def __getitem__(self, key):
+        return self._get()[key]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+class MemorySampler:
+    """Draws samples uniformly from the whole memory of ``policy``, read in place in its
+    store, as a mini-batch of one memory segment (A-GEM's reference batch). The reader
+    of the memory is kept while the policy's groups stay the same views (rows
+    overwritten in place are read as they are now), so a draw per step costs a few
+    tensor operations.
+
+    >>> from types import SimpleNamespace
+    >>> from clreplay import ClassificationDataset, ReservoirSamplingStoragePolicy
+    >>> from clreplay.benchmarks import Experience
+    >>> policy = ReservoirSamplingStoragePolicy({}, mem_size=4, seed=0)
+    >>> sampler = MemorySampler(policy)
+    >>> sampler.draw(3, torch.Generator()) is None   # nothing stored yet
+    True
+    >>> data = ClassificationDataset(torch.arange(6.).unsqueeze(1), torch.arange(6))
+    >>> policy(SimpleNamespace(experience=Experience(data, 0, list(range(6)))))
+    >>> batch = sampler.draw(3, torch.Generator().manual_seed(0))
+    >>> len(batch), bool(batch.from_memory.all()), len(batch.segment("memory").rows)
+    (3, True, 3)
+    """
+
+    def __init__(self, policy, *, name: str = "memory") -> None:
+        self.policy, self.name = policy, name
+        self._reader: Optional[MemoryReader] = None
+
+    def draw(self, count: int, generator: torch.Generator) -> Optional[MiniBatch]:
+        """``min(count, memory size)`` distinct samples drawn with ``generator``, as a
+        :class:`~clreplay.data.MiniBatch`; None while the memory is empty."""
+        reader = self._reader = memory_reader(self.policy, previous=self._reader)
+        if reader is None:
+            return None
+        rows = reader.rows(sample_without_replacement(len(reader.memory), count, generator))
+        y, t = reader.labels(rows)
+        segment = Segment(self.name, 0, len(rows), from_memory=True, rows=reader.store_rows(rows),
+                          columns=reader.columns(rows))
+        return MiniBatch(reader.x(rows), y, t, segments=(segment,))

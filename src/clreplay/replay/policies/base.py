@@ -40,8 +40,10 @@ class StoragePolicy(Described, Seeded, ABC):
     A policy is called as ``policy(strategy)`` after each training experience and
     reads ``strategy.experience`` (any object with ``.dataset`` and
     ``.current_experience``), plus ``strategy.model``, ``strategy.device`` and
-    ``strategy.eval_mb_size`` when its selection strategy or an extra column needs
-    the model, so it can be driven by hand with a plain object.
+    ``strategy.eval_mb_size`` when its selection strategy needs the model, so it can
+    be driven by hand with a plain object. ``policy(strategy, columns=...)`` stores
+    the experience's samples with the values of the store's other columns (aligned
+    with ``strategy.experience.dataset``), computed by the method that registered them.
     """
 
     _seed_name = "storage_policy"
@@ -65,8 +67,9 @@ class StoragePolicy(Described, Seeded, ABC):
         self._commit(self._stored_plans())
 
     @abstractmethod
-    def __call__(self, strategy, **kwargs) -> None:
-        """Store exemplars of ``strategy.experience`` in the replay memory."""
+    def __call__(self, strategy, *, columns: Optional[Mapping[str, Tensor]] = None, **kwargs) -> None:
+        """Store exemplars of ``strategy.experience`` in the replay memory (with the
+        values ``columns`` of the store's other columns, one row per sample, if given)."""
 
     def setup(self, context) -> None:
         """Take the run context (see :class:`~clreplay._seeding.Seeded`); over several
@@ -113,10 +116,12 @@ class StoragePolicy(Described, Seeded, ABC):
         """Plans that keep every group as it is."""
         return {key: GroupPlan.of_rows(rows) for key, rows in self._stored_rows().items()}
 
-    def _commit(self, plans: Mapping[Hashable, GroupPlan], new: Optional[ClassificationDataset] = None,
-                *, origin=-1, strategy=None, extras=None) -> None:
-        """Apply ``plans`` in the store and make ``ext_mem`` its views, in plan order."""
-        rows = self.store.apply(plans, new, origin=origin, strategy=strategy, extras=extras)
+    def _commit(self, plans: Mapping[Hashable, GroupPlan], new=None, *, origin=-1,
+                columns: Optional[Mapping[str, Tensor]] = None) -> None:
+        """Apply ``plans`` in the store and make ``ext_mem`` its views, in plan order
+        (``new``: the candidate samples, a dataset or a mini-batch ``(x, y, t)``;
+        ``columns``: their values of the store's other columns)."""
+        rows = self.store.apply(plans, new, origin=origin, columns=columns)
         self._set_groups(rows)
 
     def _set_groups(self, rows: Mapping[Hashable, Tensor]) -> None:

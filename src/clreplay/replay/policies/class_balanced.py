@@ -79,7 +79,7 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
             return len(self.seen_classes)
         return max(self.total_num_classes, len(self.seen_classes))
 
-    def __call__(self, strategy, **kwargs) -> None:
+    def __call__(self, strategy, *, columns=None, **kwargs) -> None:
         """Re-order the classes of ``strategy.experience`` with their stored samples, then cut."""
         experience = experience_of(strategy)
         new_data: ClassificationDataset = experience.dataset
@@ -108,7 +108,7 @@ class ClassBalancedStoragePolicy(UsesSelectionStrategy, StoragePolicy):
         plans.update({c: plan for c, plan in candidates.items() if c not in rows})
         sizes = self._divide({c: len(p) for c, p in plans.items()}, self.mem_size // div_cnt, div_cnt)
         plans = {c: plan.cut(sizes[c]) for c, plan in plans.items()}
-        self._commit(plans, new_data, origin=experience.current_experience, strategy=strategy)
+        self._commit(plans, new_data, origin=experience.current_experience, columns=columns)
 
     def divide_remaining_samples(self, exp_mem_size: int, div_cnt: int) -> Dict[int, int]:
         """How many samples each class keeps (parameter names as in the spec).

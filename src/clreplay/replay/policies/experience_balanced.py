@@ -87,7 +87,7 @@ class ExperienceBalancedStoragePolicy(StoragePolicy):
         share = self.mem_size // self.num_experiences
         return share * n_groups + self.mem_size % self.num_experiences, share
 
-    def __call__(self, strategy, **kwargs) -> None:
+    def __call__(self, strategy, *, columns=None, **kwargs) -> None:
         """Add a random subset of ``strategy.experience`` and rebalance the groups."""
         experience = experience_of(strategy)
         key = experience.current_experience
@@ -107,5 +107,5 @@ class ExperienceBalancedStoragePolicy(StoragePolicy):
         else:  # candidates: the stored samples first, as they were concatenated before
             plans[key] = GroupPlan(torch.arange(len(new_data)), again,
                                    torch.where(keep < n_old, keep + len(new_data), keep - n_old))
-        self._commit(plans, new_data, origin=key, strategy=strategy)
+        self._commit(plans, new_data, origin=key, columns=columns)
 

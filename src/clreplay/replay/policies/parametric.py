@@ -106,17 +106,17 @@ class ParametricStoragePolicy(UsesSelectionStrategy, StreamingStoragePolicy):
             candidates = new
         return self._order(strategy, candidates, n, complete=True)
 
-    def __call__(self, strategy, **kwargs) -> None:
+    def __call__(self, strategy, *, columns=None, **kwargs) -> None:
         """Store from every sample of ``strategy.experience``."""
         experience = experience_of(strategy)
-        self._update(strategy, experience.dataset, experience.current_experience)
+        self._update(strategy, experience.dataset, experience.current_experience, columns)
 
-    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor, *, extras=None) -> None:
+    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor, *, columns=None) -> None:
         """Store from the samples of one mini-batch of ``strategy.experience``."""
         experience = experience_of(strategy)
-        self._update(strategy, ClassificationDataset(x, y, t), experience.current_experience, extras)
+        self._update(strategy, ClassificationDataset(x, y, t), experience.current_experience, columns)
 
-    def _update(self, strategy, data: ClassificationDataset, experience: int, extras=None) -> None:
+    def _update(self, strategy, data: ClassificationDataset, experience: int, columns=None) -> None:
         if len(data) == 0:
             return
         rows = self._stored_rows()
@@ -127,7 +127,7 @@ class ParametricStoragePolicy(UsesSelectionStrategy, StreamingStoragePolicy):
             plans[key] = GroupPlan(positions, old, order)
         sizes = split_capacity([len(p) for p in plans.values()], self.mem_size, remainder="spread")
         plans = {key: plan.cut(size) for (key, plan), size in zip(plans.items(), sizes)}
-        self._commit(plans, data, origin=experience, strategy=strategy, extras=extras)
+        self._commit(plans, data, origin=experience, columns=columns)
 
     def replay_groups(self) -> Dict[int, ClassificationDataset]:
         """Stored samples grouped by experience of origin (ascending)."""

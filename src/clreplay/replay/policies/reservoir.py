@@ -11,6 +11,7 @@ from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.policies.base import experience_of
 from clreplay.replay.policies.reservoir_draws import ReplacementDraws
 from clreplay.replay.policies.streaming import StreamingStoragePolicy
+from clreplay.replay.storage.store import GroupPlan
 
 
 class ReservoirSamplingStoragePolicy(StreamingStoragePolicy):
@@ -58,6 +59,7 @@ class ReservoirSamplingStoragePolicy(StreamingStoragePolicy):
     ) -> None:
         super().__init__(ext_mem, mem_size, seed=seed, memmap_dir=memmap_dir)
         self._draws = ReplacementDraws(self.mem_size, lambda: self.generator)
+        self._rows: Optional[Tensor] = None  # the group's rows, 0..filled-1 (kept while it holds)
         self._adopt()
 
     def _adopt(self) -> None:
@@ -65,46 +67,51 @@ class ReservoirSamplingStoragePolicy(StreamingStoragePolicy):
         group) becomes the one group: the first samples seen."""
         total = sum(len(rows) for rows in self._stored_rows().values())
         self._filled = self.n_seen = total
-        self._set_groups({0: torch.arange(total)} if total else {})
+        self._rows = torch.arange(total) if total else None
+        self._set_groups({0: self._rows} if total else {})
 
     # ------------------------------------------------------------------ updates
-    def __call__(self, strategy, **kwargs) -> None:
+    def __call__(self, strategy, *, columns=None, **kwargs) -> None:
         """Feed every sample of ``strategy.experience`` to the reservoir, in dataset order."""
         experience = experience_of(strategy)
-        self._store(strategy, experience.dataset, experience.current_experience)
+        self._store(experience.dataset, experience.current_experience, columns)
 
-    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor, *, extras=None) -> bool:
+    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor, *, columns=None) -> bool:
         """Feed the samples of one mini-batch to the reservoir, in order; whether one was kept."""
         experience = experience_of(strategy)
-        return self._store(strategy, (x, y, t), experience.current_experience, extras)
+        return self._store((x, y, t), experience.current_experience, columns)
 
-    def _store(self, strategy, data, origin: int, extras=None) -> bool:
+    def _store(self, data, origin: int, columns=None) -> bool:
+        """Decide which rows the ``n`` new samples take (a plan), then let the store apply it."""
         n = len(data) if isinstance(data, ClassificationDataset) else data[0].shape[0]
-        fill = min(max(self.mem_size - self.n_seen, 0), n)
-        if fill:
-            self._write(torch.arange(self._filled, self._filled + fill), data, torch.arange(fill),
-                        origin, strategy, extras)
-            self._filled += fill
-        drawn = self._draw(self.n_seen + fill, n - fill)
-        if drawn is not None:  # after the fill: a row drawn twice ends with the later sample
-            self._write(drawn[1], data, drawn[0] + fill, origin, strategy, extras)
+        decision = self._decide(n)
         self.n_seen += n
-        regroup = self.store.allocated and (fill or self.ext_mem[0].storage is not self.store.columns["x"])
-        if regroup:
-            self._set_groups({0: torch.arange(self._filled)})
-        return bool(regroup) or drawn is not None
+        if decision is None:
+            return False
+        positions, at = decision
+        self._filled = max(self._filled, int(at.max()) + 1)
+        if self._rows is None or len(self._rows) != self._filled:
+            self._rows = torch.arange(self._filled)
+        self._commit({0: GroupPlan.overwrite(self._rows, positions, at)}, data, origin=origin,
+                     columns=columns)
+        return True
 
-    def _write(self, rows, data, positions, origin, strategy, extras) -> None:
-        self.store.write(rows, self.store.new_values(data, positions, origin, strategy, extras))
-
-    def _draw(self, seen: int, count: int) -> Optional[Tuple[Tensor, Tensor]]:
-        """Rows replaced by the next ``count`` samples after ``seen``: (positions, rows).
-
-        When several of them draw the same row, the last one wins, as if they
-        were stored one at a time. None when no sample is kept. (The uniforms are
-        drawn a chunk at a time: :mod:`~clreplay.replay.policies.reservoir_draws`.)
-        """
-        return self._draws.draw(seen, count)
+    def _decide(self, n: int) -> Optional[Tuple[Tensor, Tensor]]:
+        """The rows the next ``n`` samples take: (positions among them, rows), one entry
+        per row, or None when none is kept. While the memory fills, sample ``i`` takes
+        row ``i``; after that it replaces row ``floor(u * (i + 1))`` when that row exists
+        (the uniforms are drawn a chunk at a time:
+        :mod:`~clreplay.replay.policies.reservoir_draws`). A row taken twice ends with
+        the later sample, as if they were stored one at a time."""
+        fill = min(max(self.mem_size - self.n_seen, 0), n)
+        drawn = self._draws.draw(self.n_seen + fill, n - fill)
+        if not fill:
+            return drawn
+        positions, rows = torch.arange(fill), torch.arange(self._filled, self._filled + fill)
+        if drawn is None:
+            return positions, rows
+        later = torch.isin(rows, drawn[1])  # filled, then replaced within the same batch
+        return torch.cat([positions[~later], drawn[0] + fill]), torch.cat([rows[~later], drawn[1]])
 
     # -------------------------------------------------------------- persistence
     def _seed_state(self) -> dict:
@@ -121,3 +128,4 @@ class ReservoirSamplingStoragePolicy(StreamingStoragePolicy):
     def _load_extra_state(self, state: dict) -> None:
         self.n_seen = int(state["n_seen"])
         self._filled = len(self.ext_mem[0]) if self.ext_mem else 0
+        self._rows = self.ext_mem[0].indices if self.ext_mem else None

@@ -21,13 +21,14 @@ class StreamingStoragePolicy(StoragePolicy, ABC):
     """
 
     @abstractmethod
-    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor, *, extras=None) -> Optional[bool]:
+    def update_from_batch(self, strategy, x: Tensor, y: Tensor, t: Tensor, *, columns=None) -> Optional[bool]:
         """Store from the samples ``x`` (labels ``y``, task labels ``t``) of a mini-batch.
 
         ``strategy.experience`` is the experience they come from (its
-        ``current_experience`` is their provenance). ``extras`` maps extra columns of
+        ``current_experience`` is their provenance). ``columns`` maps other columns of
         the store to their values for these samples (one row each), e.g. the logits
-        the model gave them; columns it does not name are computed by their ``fill``.
+        the model gave them (a mapping that may compute them when first looked up:
+        only when a sample is kept); columns it does not name read their fill.
 
         Returns False when the memory is unchanged (no sample stored), so that online
         replay goes on reading it as before; True or None: it may have changed.

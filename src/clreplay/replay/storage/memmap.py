@@ -30,6 +30,8 @@ from typing import List, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from clreplay.replay.storage.columns import ColumnSpec, ColumnStorage, nbytes_of
+
 
 def _close(fd: int) -> None:
     try:
@@ -96,6 +98,19 @@ class MappedFile:
         finally:
             os.unlink(path)
 
+    def grow(self, nbytes: int) -> None:
+        """Extend the file to ``nbytes`` (sparse: no block is taken) and map it again.
+
+        Tensors made before keep the old mapping of the same file, so they still read
+        and write the same bytes; :meth:`tensor` spans the new size.
+        """
+        nbytes = int(nbytes)
+        if nbytes <= self.nbytes:
+            return
+        os.ftruncate(self._fd, nbytes)
+        self._mmap = mmap.mmap(self._fd, nbytes, access=mmap.ACCESS_WRITE)
+        self.nbytes = nbytes
+
     def tensor(self, dtype: torch.dtype, shape: Sequence[int]) -> Tensor:
         """A tensor of ``dtype`` and ``shape`` over the whole file (zeros until written)."""
         count = prod(shape)
@@ -147,3 +162,69 @@ def mapped_empty(directory, shape: Sequence[int], dtype: torch.dtype) -> Tuple[T
     nbytes = prod(shape) * torch.empty((), dtype=dtype).element_size()
     mapped = MappedFile(directory, nbytes)
     return mapped.tensor(dtype, shape), mapped
+
+
+class MemmapStorage(ColumnStorage):
+    """Columns in memory-mapped files in ``directory``, for memories larger than RAM.
+
+    Each column is one :class:`MappedFile` (its name removed at once, so no run leaves
+    a file behind), grown with the rows written like a storage in RAM: a memory of
+    ``capacity`` rows holding a thousand samples takes a thousand rows of address
+    space and of disk, not ``capacity``. Rows of multi-dimensional columns are read
+    and written with ``preadv``/``pwritev`` (the resident set stays at a batch); the
+    label columns are small and are indexed through the mapping.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     storage = MemmapStorage(10**9, folder)
+    ...     storage.set(torch.tensor([0, 2]), {"x": torch.ones(2, 3)})
+    ...     storage.get("x", torch.tensor([2, 1])).tolist(), storage.files["x"].nbytes
+    ([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]], 192)
+    """
+
+    def __init__(self, capacity: int, directory) -> None:
+        super().__init__(capacity)
+        self.directory = check_directory("memmap_dir", directory)
+        self.files: dict = {}
+
+    def _new_column(self, name: str, rows: int, spec: ColumnSpec, device: torch.device) -> Tensor:
+        mapped = self.files[name] = MappedFile(self.directory, nbytes_of((rows, *spec.shape), spec.dtype))
+        column = mapped.tensor(spec.dtype, (rows, *spec.shape))
+        if spec.fill != 0 and column.numel():  # a new file reads zeros
+            column.fill_(spec.fill)
+            mapped.release()
+        return column
+
+    def _grow(self, needed: int) -> None:
+        """Extend every column's file (sparse: no copy, no block taken) and map it again."""
+        held = self.rows_allocated
+        if needed <= held:
+            return
+        rows = self._grown_rows(needed)
+        for name, spec in self.specs.items():
+            mapped = self.files[name]
+            mapped.grow(nbytes_of((rows, *spec.shape), spec.dtype))
+            column = mapped.tensor(spec.dtype, (rows, *spec.shape))
+            if spec.fill != 0:
+                column[held:].fill_(spec.fill)
+                mapped.release()
+            self.columns[name] = column
+
+    def _write(self, name: str, rows: Tensor, values: Tensor) -> None:
+        column = self.columns[name]
+        if column.dim() > 1:
+            self.files[name].write_rows(rows, values)
+        else:
+            column.index_copy_(0, rows, values)
+
+    def _read(self, name: str, rows: Tensor) -> Tensor:
+        column = self.columns[name]
+        rows = rows.cpu()
+        if column.dim() > 1:
+            out = torch.empty((len(rows), *column.shape[1:]), dtype=column.dtype)
+            return self.files[name].read_rows(rows, out)
+        return column.index_select(0, rows)
+
+    def release(self) -> None:
+        for mapped in self.files.values():
+            mapped.release()
