@@ -27,6 +27,7 @@ from torch import Tensor
 
 from clreplay._seeding import derive_seed
 from clreplay._validation import check_int, check_seed
+from clreplay.data.normalization import InputNormalization
 
 
 def _check_images(x: Tensor, name: str = "x") -> Tensor:
@@ -161,12 +162,10 @@ class RandomHorizontalFlip(RandomBatchTransform):
 
 class Normalize(BatchTransform):
     """``(x * scale - mean) / std`` per channel, as float: for models that do not
-    start with :class:`~clreplay.models.InputNormalization` (the library's models do,
+    start with :class:`~clreplay.data.normalization.InputNormalization` (the library's models do,
     so their batches stay ``uint8`` and need no ``Normalize``)."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], *, scale: float = 1 / 255) -> None:
-        from clreplay.models.normalization import InputNormalization
-
         self._norm = InputNormalization(mean, std, scale=scale)
         self._on: Dict[torch.device, Callable[[Tensor], Tensor]] = {}
 

@@ -4,9 +4,9 @@ Image models take raw ``uint8`` batches ``(N, C, H, W)``: their first layer,
 :class:`InputNormalization`, converts and normalises on the batch's device.
 """
 
+from clreplay.data.normalization import InputNormalization
 from clreplay.models.cnn import SmallCNN, make_cnn
 from clreplay.models.mlp import INITS, make_image_mlp, make_mlp
-from clreplay.models.normalization import InputNormalization
 from clreplay.models.registry import (
     IMAGE_MODELS,
     feature_layer_name,

@@ -7,8 +7,8 @@ from typing import Optional, Sequence
 from torch import Tensor, nn
 
 from clreplay._validation import check_positive_int
+from clreplay.data.normalization import InputNormalization
 from clreplay.models._common import check_image_shape, seeded_init
-from clreplay.models.normalization import InputNormalization
 
 
 class SmallCNN(nn.Module):

@@ -7,8 +7,8 @@ from typing import Optional, Sequence
 from torch import nn
 
 from clreplay._validation import check_choice, check_positive_int
+from clreplay.data.normalization import InputNormalization
 from clreplay.models._common import check_image_shape, seeded_init
-from clreplay.models.normalization import InputNormalization
 
 #: The MLP's initialisations: name -> what it is (the command line's help).
 INITS = {

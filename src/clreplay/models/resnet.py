@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clreplay._validation import check_positive_int
+from clreplay.data.normalization import InputNormalization
 from clreplay.models._common import check_image_shape, seeded_init
-from clreplay.models.normalization import InputNormalization
 
 
 def _conv3x3(in_planes: int, planes: int, stride: int = 1) -> nn.Conv2d:

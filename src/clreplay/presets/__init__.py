@@ -44,7 +44,7 @@ def list_presets() -> List[str]:
 
 
 def _run_fields() -> List[str]:
-    from clreplay.run import RunConfig
+    from clreplay.run_config import RunConfig
 
     return [f.name for f in dataclasses.fields(RunConfig)]
 
@@ -106,7 +106,7 @@ def resolve_config(
     """The :class:`~clreplay.run.RunConfig` of a run: the ``given`` settings over the
     ``config_file`` over the ``preset`` over the chosen benchmark's defaults over
     ``RunConfig``'s. Unknown keys anywhere are a ValueError naming the key."""
-    from clreplay.run import RunConfig
+    from clreplay.run_config import RunConfig
 
     fields = _run_fields()
     unknown = [k for k in given if k not in fields]

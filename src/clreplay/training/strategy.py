@@ -21,7 +21,9 @@ from clreplay.data.experience import Experience
 from clreplay.data.minibatch import MiniBatch
 from clreplay.training.context import RunContext
 from clreplay.training.data_parallel import DataParallel
+from clreplay.training.evaluate import check_experience, evaluate, indexed
 from clreplay.training.plugin import StrategyPlugin, build_dispatch, check_plugin, seam_owner
+from clreplay.training.resume import begin_epoch, in_progress_state, resume_epoch
 
 
 @dataclass
@@ -34,20 +36,6 @@ class Clock:
     train_epoch_iterations: int = 0  # iterations done in the current epoch
     train_iterations: int = 0  # iterations done since the strategy was created
     train_samples: int = 0  # samples forwarded in training since the strategy was created
-
-
-def _indexed(device: torch.device) -> torch.device:
-    """``cuda`` as the current CUDA device (``cuda:0``): tensors report an index, and
-    ``torch.device("cuda") != torch.device("cuda:0")`` would make every batch look foreign."""
-    if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-def _check_experience(value) -> Experience:
-    if not isinstance(value, Experience):
-        raise TypeError(f"experience must be an Experience, got {type(value).__name__}")
-    return value
 
 
 class _BatchField:
@@ -281,7 +269,7 @@ class BaseStrategy:
             experiences = [experiences]
         else:
             try:
-                experiences = [_check_experience(e) for e in experiences]
+                experiences = [check_experience(e) for e in experiences]
             except TypeError as err:
                 if "experience must be" in str(err):
                     raise
@@ -331,29 +319,10 @@ class BaseStrategy:
         self._batch_source_replaced = False  # the guard holds within one experience
 
     def _train_epoch(self, resume: Optional[dict] = None, **kwargs) -> None:
-        clock = self.clock
-        if resume is None:
-            self._epoch_start = (self.generator.get_state(), self._batch_source.state_dict())
-            self.epoch_loss_sum = torch.zeros((), device=self.device)
-            clock.train_epoch_iterations = 0
-        else:  # the epoch a checkpoint was taken in: its batches again, from the same draw
-            self._epoch_start = (resume["epoch_generator"], resume["epoch_source"])
-            self.generator.set_state(self._epoch_start[0])
-            self._batch_source.load_state_dict(self._epoch_start[1])
+        begin_epoch(self, resume)
         self._fire("before_training_epoch", **kwargs)
-        start = 0
-        if resume is not None:
-            # The hooks above reset what plugins keep per experience and epoch: the
-            # checkpoint's states hold where they were at the end of its iteration.
-            for plugin, state in zip(self.plugins, resume["plugins"]):
-                plugin.load_state_dict(state)
-            self.epoch_loss_sum = resume["epoch_loss_sum"].to(self.device)
-            if self._parallel is not None and self._parallel.rank != 0:
-                # The saved sum is over every rank's share (see state_dict) and the epoch's
-                # end sums the ranks' sums again: one rank carries it, under any world size.
-                self.epoch_loss_sum = torch.zeros_like(self.epoch_loss_sum)
-            start = clock.train_epoch_iterations
-        device, parallel = _indexed(self.device), self._parallel
+        start = 0 if resume is None else resume_epoch(self, resume)
+        device, parallel = indexed(self.device), self._parallel
         batches = iter(self._batch_source) if not start else self._batch_source.iterate_from(start)
         for batch in batches:
             mb = batch if type(batch) is MiniBatch else MiniBatch.of(batch)
@@ -435,7 +404,6 @@ class BaseStrategy:
         return self.model(x)
 
     # ------------------------------------------------------------- evaluation
-    @torch.no_grad()
     def eval(self, stream: Experience | Iterable[Experience], **kwargs) -> Dict[int, float]:
         """Accuracy on each experience of ``stream``, keyed by ``current_experience``.
 
@@ -445,51 +413,7 @@ class BaseStrategy:
         every rank calls it: each evaluates a share of the batches and the correct
         counts are summed, so every rank returns the same accuracies.
         """
-        if isinstance(stream, Experience):
-            stream = [stream]
-        elif not hasattr(stream, "__iter__"):
-            raise TypeError(
-                f"stream must be an Experience or an iterable of them, got {type(stream).__name__}"
-            )
-        stream = [_check_experience(e) for e in stream]
-        saved = (self.experience, self._batch_source, self.model.training)
-        saved_mb = (self.mb, self.mb_output, self.loss)
-        self.model.eval()
-        results: Dict[int, float] = {}
-        self._fire("before_eval", **kwargs)
-        for experience in stream:
-            self.experience = experience
-            self._fire("before_eval_exp", **kwargs)
-            correct = torch.zeros((), dtype=torch.long, device=self.device)
-            data = experience.dataset
-            if self._parallel is not None:  # each rank evaluates a share of the batches
-                data = self._parallel.eval_shard(data, self.eval_mb_size)
-            source = DatasetBatchSource(data, self.eval_mb_size, shuffle=False)
-            device = _indexed(self.device)
-            # Inlined like training_step: a hook no plugin overrides is an empty list.
-            before, after = self._hooks["before_eval_iteration"], self._hooks["after_eval_iteration"]
-            for x, y, t in source:
-                if x.device != device or y.device != device or t.device != device:
-                    x = x.to(device, non_blocking=True)
-                    y = y.to(device, non_blocking=True)
-                    t = t.to(device, non_blocking=True)
-                self.mb = MiniBatch(x, y, t)
-                for hook in before:
-                    hook(self, **kwargs)
-                self.mb_output = self.predict(self.mb.x)
-                correct += (self.mb_output.argmax(dim=1) == self.mb.y).sum()
-                for hook in after:
-                    hook(self, **kwargs)
-            if self._parallel is not None:
-                correct = self._parallel.sum(correct)
-            n = len(experience.dataset)
-            results[experience.current_experience] = correct.item() / n if n else float("nan")
-            self._fire("after_eval_exp", **kwargs)
-        self._fire("after_eval", **kwargs)
-        self.experience, self._batch_source, training = saved
-        self.mb, self.mb_output, self.loss = saved_mb
-        self.model.train(training)
-        return results
+        return evaluate(self, stream, **kwargs)
 
     # ------------------------------------------------------------ persistence
     @property
@@ -521,14 +445,6 @@ class BaseStrategy:
                 "strategy must be between experiences or at the end of a training iteration "
                 "(after_training_iteration) to be saved, got one elsewhere inside train()"
             )
-        in_progress = None
-        if self.is_training:
-            generator, source = self._epoch_start
-            loss_sum = self.epoch_loss_sum.detach().clone()
-            if self._parallel is not None:  # each rank holds its shares' sum so far
-                loss_sum = self._parallel.sum(loss_sum)
-            in_progress = {"epoch_generator": generator, "epoch_source": source,
-                           "epoch_loss_sum": loss_sum}
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -536,7 +452,7 @@ class BaseStrategy:
             "seed": self.seed,
             "generator": self.generator.get_state(),
             "plugins": [p.state_dict() for p in self.plugins],
-            "in_progress": in_progress,
+            "in_progress": in_progress_state(self) if self.is_training else None,
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -1,4 +1,4 @@
-"""InputNormalization: the first layer of the image models.
+"""InputNormalization: images converted and normalised on their device (the image models' first layer).
 
 Images stay ``uint8`` in datasets and in the replay memory (a quarter of the bytes of
 float32); the model converts and normalises each batch on the device it runs on.
