@@ -1,32 +1,52 @@
-"""Benchmarks looked up by name (what the command line uses)."""
+"""Benchmarks looked up by name (what the command line uses), in the one registry shape."""
 
 from __future__ import annotations
 
-import fnmatch
-from typing import Callable, Dict, List
+from dataclasses import dataclass
+from typing import Callable, List, Tuple
 
-from clreplay._validation import check_choice
 from clreplay.benchmarks.cifar import split_cifar10, split_cifar100
 from clreplay.benchmarks.digits import split_digits
 from clreplay.benchmarks.fashion_mnist import split_fashion_mnist
 from clreplay.benchmarks.files import split_mnist, split_npz
 from clreplay.benchmarks.synthetic import split_synthetic
+from clreplay.components import Registry
 from clreplay.data.experience import Benchmark
 
-#: name -> (factory, its data path: "required", "optional" (a default folder) or "none")
-_BENCHMARKS: Dict[str, tuple[Callable[..., Benchmark], str]] = {
-    "split_digits": (split_digits, "none"),
-    "split_synthetic": (split_synthetic, "none"),
-    "split_mnist": (split_mnist, "required"),
-    "split_fashion_mnist": (split_fashion_mnist, "optional"),
-    "split_cifar10": (split_cifar10, "required"),
-    "split_cifar100": (split_cifar100, "required"),
-    "split_npz": (split_npz, "required"),
-}
 
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """A benchmark as the registry sees it: ``build(*data, n_experiences=, seed=)``, whether it
+    reads a data path (``data``: ``"required"``, ``"optional"`` (a default folder) or
+    ``"none"``), whether its samples are images ``(C, H, W)`` kept as ``uint8`` (``image``),
+    and its options beyond the run's (none so far)."""
+
+    name: str
+    summary: str
+    build: Callable[..., Benchmark]
+    data: str = "none"
+    image: bool = False
+    options: Tuple = ()
+
+
+BENCHMARKS = Registry("benchmark", [
+    BenchmarkSpec("split_cifar10", "CIFAR-10 from its python archive (--data), 32x32 colour images",
+                  split_cifar10, data="required", image=True),
+    BenchmarkSpec("split_cifar100", "CIFAR-100 from its python archive (--data), 32x32 colour images",
+                  split_cifar100, data="required", image=True),
+    BenchmarkSpec("split_digits", "scikit-learn's bundled 8x8 digits: 1,797 flat vectors of 64 values",
+                  split_digits),
+    BenchmarkSpec("split_fashion_mnist", "Fashion-MNIST's IDX files (Debian's dataset-fashion-mnist by "
+                  "default), 28x28 grey images", split_fashion_mnist, data="optional", image=True),
+    BenchmarkSpec("split_mnist", "MNIST-format IDX files in a folder (--data), 28x28 grey images",
+                  split_mnist, data="required", image=True),
+    BenchmarkSpec("split_npz", "x_train, y_train, x_test, y_test arrays of an .npz file (--data)",
+                  split_npz, data="required"),
+    BenchmarkSpec("split_synthetic", "seeded Gaussian clusters, for scale tests", split_synthetic),
+])
 
 #: Benchmarks whose samples are images (uint8, (C, H, W)); the others are flat vectors.
-IMAGE_BENCHMARKS = ("split_mnist", "split_fashion_mnist", "split_cifar10", "split_cifar100")
+IMAGE_BENCHMARKS = tuple(name for name, spec in BENCHMARKS.items() if spec.image)
 
 
 def list_benchmarks(pattern: str = "*") -> List[str]:
@@ -35,13 +55,12 @@ def list_benchmarks(pattern: str = "*") -> List[str]:
     >>> list_benchmarks("split_d*")
     ['split_digits']
     """
-    return sorted(n for n in _BENCHMARKS if fnmatch.fnmatch(n, pattern))
+    return sorted(BENCHMARKS.names(pattern))
 
 
 def data_path_usage(name: str) -> str:
     """Whether benchmark ``name`` reads a data path: "required", "optional" or "none"."""
-    check_choice("benchmark", name, list_benchmarks())
-    return _BENCHMARKS[name][1]
+    return BENCHMARKS.get(name).data
 
 
 def needs_data_path(name: str) -> bool:
@@ -56,5 +75,4 @@ def get_benchmark(name: str, *args, **kwargs) -> Benchmark:
     ...
     ValueError: benchmark must be one of 'split_cifar10', 'split_cifar100', 'split_digits', 'split_fashion_mnist', 'split_mnist', 'split_npz', 'split_synthetic', got 'split_digts'; did you mean 'split_digits'?
     """
-    check_choice("benchmark", name, list_benchmarks())
-    return _BENCHMARKS[name][0](*args, **kwargs)
+    return BENCHMARKS.get(name).build(*args, **kwargs)

@@ -2,27 +2,48 @@
 
 from __future__ import annotations
 
-import fnmatch
-from typing import List, Optional, Sequence
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
 
 from torch import nn
 
 from clreplay._validation import check_choice, check_positive_int
+from clreplay.components import Registry
 from clreplay.models.cnn import make_cnn
 from clreplay.models.mlp import INITS, make_image_mlp, make_mlp
 from clreplay.models.resnet import make_resnet18
+from clreplay.options import Option
 
-#: name -> what it is (the command line's help).
-MODELS = {
-    "mlp": "ReLU MLP (hidden layer sizes from hidden=); flattens image inputs",
-    "cnn": "small CNN: two conv/ReLU/max-pool blocks, a hidden layer of 256, a classifier",
-    "resnet18": "ResNet-18 for 32x32 images, width= base filters (20: the reduced "
-    "ResNet-18 of GEM and DER)",
-}
+HIDDEN = Option("hidden", [256], "hidden layer sizes of the MLP", kind=int, minimum=1, maximum=65536,
+                many=True, maximum_items=64)
+INIT = Option("init", "default", "the MLP's initialisation: " + ", ".join(f"{k} ({v})" for k, v in INITS.items()),
+              choices=tuple(INITS))
+WIDTH = Option("width", None, "resnet18 base filters (default 20, the reduced network; 64 is full width) "
+               "or cnn first-layer channels (default 32)", kind=int, minimum=1, maximum=1024)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as the registry sees it: its ``options`` and whether it needs image inputs."""
+
+    name: str
+    summary: str
+    options: Tuple[Option, ...] = ()
+    image: bool = False
+    default_width: Optional[int] = None
+
+
+MODELS = Registry("model", [
+    ModelSpec("cnn", "small CNN: two conv/ReLU/max-pool blocks, a hidden layer of 256, a classifier",
+              (WIDTH,), image=True, default_width=32),
+    ModelSpec("mlp", "ReLU MLP (hidden layer sizes from hidden=); flattens image inputs", (HIDDEN, INIT)),
+    ModelSpec("resnet18", "ResNet-18 for 32x32 images, width= base filters (20: the reduced ResNet-18 of "
+              "GEM and DER)", (WIDTH,), image=True, default_width=20),
+])
 #: Models that need image inputs (C, H, W).
-IMAGE_MODELS = ("cnn", "resnet18")
+IMAGE_MODELS = tuple(name for name, spec in MODELS.items() if spec.image)
 #: Default width= of each model that takes one.
-DEFAULT_WIDTH = {"resnet18": 20, "cnn": 32}
+DEFAULT_WIDTH = {name: spec.default_width for name, spec in MODELS.items() if spec.default_width}
 
 
 def list_models(pattern: str = "*") -> List[str]:
@@ -31,7 +52,7 @@ def list_models(pattern: str = "*") -> List[str]:
     >>> list_models()
     ['cnn', 'mlp', 'resnet18']
     """
-    return sorted(n for n in MODELS if fnmatch.fnmatch(n, pattern))
+    return sorted(MODELS.names(pattern))
 
 
 def make_model(

@@ -7,36 +7,37 @@ list the classes, so a new policy is one class plus one line here.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Type
+from typing import List, Optional
 
 from torch import nn
 
 from clreplay._validation import check_choice
+from clreplay.components import Registry
 from clreplay.replay import policies, selection
 from clreplay.replay.policies import StoragePolicy
 from clreplay.replay.selection import ClassExemplarsSelectionStrategy
 
-POLICIES: Dict[str, Type[StoragePolicy]] = {cls.name: cls for cls in (
+POLICIES = Registry("policy", [
     policies.ExperienceBalancedStoragePolicy,
     policies.ClassBalancedStoragePolicy,
     policies.ReservoirSamplingStoragePolicy,
     policies.ParametricStoragePolicy,
-)}
+])
 
-SELECTIONS: Dict[str, Type[ClassExemplarsSelectionStrategy]] = {cls.name: cls for cls in (
+SELECTIONS = Registry("selection", [
     selection.RandomExemplarsSelectionStrategy,
     selection.HerdingSelectionStrategy,
     selection.ClosestToCenterSelectionStrategy,
     selection.EntropySelectionStrategy,
     selection.MarginSelectionStrategy,
-)}
+])
 
 #: Policies that order their samples with a selection strategy.
 POLICIES_WITH_SELECTION = {name for name, cls in POLICIES.items() if cls.uses_selection}
 
 #: Keyword options beyond mem_size, selection and seed, by policy: what the policy is
 #: (its ``options``) and where it keeps the memory (every policy takes ``memmap_dir``).
-POLICY_OPTIONS = {name: {"memmap_dir", *cls.options} for name, cls in POLICIES.items()}
+POLICY_OPTIONS = {name: {"memmap_dir", *(o.name for o in cls.options)} for name, cls in POLICIES.items()}
 
 
 def describe_choices(table) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping
 
-from clreplay._validation import check_choice
+from clreplay.components import Registry
 from clreplay.options import Option
 from clreplay.strategies.agem import AGEM
 from clreplay.strategies.der import DER, DERPP
@@ -20,7 +20,7 @@ from clreplay.strategies.icarl import ICARL
 from clreplay.strategies.method import Method
 from clreplay.strategies.xder import XDER
 
-METHODS: Dict[str, Method] = {m.name: m for m in (ER, DER, DERPP, XDER, ER_ACE, AGEM, GDUMB, ICARL)}
+METHODS = Registry("method", [ER, DER, DERPP, XDER, ER_ACE, AGEM, GDUMB, ICARL])
 
 
 def list_methods() -> List[str]:
@@ -29,7 +29,7 @@ def list_methods() -> List[str]:
     >>> list_methods()
     ['er', 'der', 'derpp', 'xder', 'er-ace', 'agem', 'gdumb', 'icarl']
     """
-    return list(METHODS)
+    return METHODS.names()
 
 
 def get_method(name: str) -> Method:
@@ -38,8 +38,7 @@ def get_method(name: str) -> Method:
     >>> get_method("derpp").option("beta").default
     1.0
     """
-    check_choice("method", name, list_methods())
-    return METHODS[name]
+    return METHODS.get(name)
 
 
 def methods_taking(option: str) -> List[str]:
@@ -48,7 +47,7 @@ def methods_taking(option: str) -> List[str]:
     >>> methods_taking("alpha")
     ['der', 'derpp', 'xder']
     """
-    return [name for name, m in METHODS.items() if any(o.name == option for o in m.options)]
+    return METHODS.taking(option)
 
 
 def resolve_method_options(name: str, given: Mapping[str, Any]) -> Dict[str, Any]:
@@ -76,11 +75,7 @@ def resolve_method_options(name: str, given: Mapping[str, Any]) -> Dict[str, Any
 def all_options() -> Dict[str, List[tuple]]:
     """Every option name with ``(method, Option)`` for each method that takes it
     (what the command line turns into flags)."""
-    table: Dict[str, List[tuple]] = {}
-    for name, method in METHODS.items():
-        for option in method.options:
-            table.setdefault(option.name, []).append((name, option))
-    return table
+    return METHODS.options()
 
 
 __all__ = ["METHODS", "Method", "Option", "all_options", "get_method", "list_methods", "methods_taking",

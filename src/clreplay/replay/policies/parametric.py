@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from clreplay._validation import check_choice
+from clreplay.options import Option
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.replay.policies.allocation import split_capacity
 from clreplay.replay.policies.base import UsesSelectionStrategy, experience_of
@@ -19,6 +20,8 @@ from clreplay.replay.selection.base import (
 from clreplay.replay.storage.store import GroupPlan
 
 GROUPBY = (None, "class", "experience", "task")
+GROUPBY_OPTION = Option("groupby", None, "groups the parametric policy splits the memory evenly over "
+                        "(default: one group)", kind=str, choices=GROUPBY[1:])
 
 
 class ParametricStoragePolicy(UsesSelectionStrategy, StreamingStoragePolicy):
@@ -66,7 +69,7 @@ class ParametricStoragePolicy(UsesSelectionStrategy, StreamingStoragePolicy):
 
     name = "parametric"
     summary = "ParametricStoragePolicy: the memory split evenly over --groupby groups"
-    options = ("groupby",)
+    options = (GROUPBY_OPTION,)
     uses_selection = True
 
     def __init__(
