@@ -107,7 +107,7 @@ def test_help_reads_right(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for wrong in ["(default: True)", "(default: False)", "(default: None)", "None means", "(None:"]:
         assert wrong not in text
-    assert "--no-replay plain fine-tuning (Naive) without a memory, as a baseline (replay is on unless this is given)" in text
+    assert "--replay, --no-replay replay (on unless --no-replay: plain fine-tuning, Naive, as a baseline)" in text
     assert "--mem-size MEM_SIZE replay memory size, in samples (default: 200)" in text
     assert "--policy {class,experience,parametric,reservoir}" in text
 

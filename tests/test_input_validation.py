@@ -189,11 +189,11 @@ def test_non_finite_features_are_an_error_and_leave_the_memory_as_it_was(bad, se
 @pytest.mark.parametrize(
     "field, value, error, message",
     [
-        ("momentum", "a", TypeError, "momentum must be a number in [0, 1), got 'a'"),
-        ("hidden", 5, TypeError, "hidden must be a list of layer sizes, got 5"),
+        ("momentum", "a", TypeError, "momentum must be a number in [0.0, 1.0), got 'a' (str)"),
+        ("hidden", 5, TypeError, "hidden must be a list of positive ints, got 5"),
         ("replay", "no", TypeError, "replay must be a bool, got 'no'"),
-        ("output", 3, TypeError, "output must be a path or None, got 3"),
-        ("checkpoint_dir", 3, TypeError, "checkpoint_dir must be a path or None, got 3"),
+        ("output", 3, TypeError, "output must be a path or None, got 3 (int)"),
+        ("checkpoint_dir", 3, TypeError, "checkpoint_dir must be a path or None, got 3 (int)"),
         ("lr", float("inf"), ValueError, "lr must be a positive number, got inf"),
         ("lr", float("nan"), ValueError, "lr must be a positive number, got nan"),
         ("init", "he", ValueError, "init must be one of 'default', 'xavier', got 'he'"),

@@ -9,19 +9,13 @@ from typing import Callable, List, Optional
 
 from clreplay import distributed as idist
 from clreplay._validation import check_choice
-from clreplay.benchmarks.registry import list_benchmarks
 from clreplay.locking import FolderLockedError
-from clreplay.models import INITS, list_models
-from clreplay.replay.registry import (
-    POLICIES,
-    POLICIES_WITH_SELECTION,
-    SELECTIONS,
-    describe_choices,
-    list_policies,
-    list_selections,
-)
+from clreplay.models.registry import MODELS
+from clreplay.options import Option
+from clreplay.replay.registry import POLICIES, SELECTIONS
 from clreplay.run import RunConfig, launch_experiment, run_experiment
-from clreplay.strategies.registry import METHODS, all_options, list_methods
+from clreplay.run_config import RUN_OPTIONS
+from clreplay.strategies.registry import METHODS
 from clreplay.training.guards import NonFiniteLossError
 
 _DEFAULTS = RunConfig()
@@ -72,141 +66,72 @@ def _subcommand(subparsers, name: str, handler, *, help: str, description: str):
     return p
 
 
+#: How the command line shows a few options' values (metavars), and the components whose
+#: registries describe a choice (their summaries join the flag's help).
+_METAVARS = {"data": "PATH", "output": "DIR", "checkpoint_dir": "DIR", "memmap_dir": "DIR",
+             "batch_size_mem": "N", "checkpoint_every": "N", "world_size": "N"}
+_DESCRIBED = {"policy": POLICIES, "selection": SELECTIONS, "model": MODELS, "method": METHODS}
+
+
+def _add_option(p: argparse.ArgumentParser, option: Option, *, help_text: Optional[str] = None) -> None:
+    """One flag from an option record: its kind (a bool is ``--x/--no-x``), its choices (an
+    unknown one suggests the close ones), a list for ``many``; checked in full by the record.
+    The parser's default is SUPPRESS: only the flags given override a preset and a config
+    file, whose values override the record's default."""
+    kwargs: dict = {"dest": option.name, "default": argparse.SUPPRESS, "help": help_text or option.help}
+    if option.kind is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        kwargs["type"] = _choice(option.flag, option.choices) if option.choices else option.kind
+        kwargs["metavar"] = _metavar(option.choices) if option.choices else \
+            _METAVARS.get(option.name, option.name.upper())
+        if option.many:
+            kwargs["nargs"] = "+"
+    p.add_argument(option.flag, **kwargs)
+
+
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Every flag of ``clreplay run``, from the option records: the run's own
+    (:data:`~clreplay.run_config.RUN_OPTIONS`), then the models', policies' and methods'."""
     p.add_argument("--preset", default=None, metavar="NAME",
                    help="start from the settings of a shipped preset (list them with "
                    "`clreplay presets`); flags given here override it")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="start from the settings of your own TOML file (RunConfig field "
                    "names as keys, as in a preset); it overrides --preset, flags override it")
-    p.add_argument("--benchmark", default=_DEFAULTS.benchmark,
-                   type=_choice("--benchmark", list_benchmarks()), metavar=_metavar(list_benchmarks()),
-                   help="benchmark to run; split_fashion_mnist, split_cifar10 and "
-                   "split_cifar100 bring their own defaults (see `clreplay presets`)")
-    p.add_argument("--data", default=None,
-                   help="data file or folder for file-based benchmarks (split_npz: an .npz file; "
-                   "split_mnist: a folder of IDX files; split_cifar10, split_cifar100: the archive "
-                   "or its folder; split_fashion_mnist: a folder with the four IDX files, by "
-                   "default the one of Debian's dataset-fashion-mnist)")
-    p.add_argument("--name", default=None,
-                   help="the benchmark's name in logs, results and plots (default: the "
-                   "benchmark's, and for --data the file's or folder's name)")
-    p.add_argument("--model", default=_DEFAULTS.model, type=_choice("--model", list_models()),
-                   metavar=_metavar(list_models()),
-                   help="network: mlp (flattens images), cnn (small CNN) or resnet18 (the "
-                   "reduced ResNet-18 of GEM/DER); cnn and resnet18 need an image benchmark")
-    p.add_argument("--width", type=int, default=_DEFAULTS.width, metavar="N",
-                   help="resnet18 base filters (default 20, the reduced network; 64 is full "
-                   "width) or cnn first-layer channels (default 32)")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=_DEFAULTS.augment,
-                   help="random crop (4 pixels of zero padding) and horizontal flip of every "
-                   "training batch, on the device (default: on for split_cifar10/100, off "
-                   "otherwise)")
-    p.add_argument("--n-experiences", type=int, default=_DEFAULTS.n_experiences,
-                   help="number of experiences the classes are split into")
-    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help="epochs per experience")
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
-                   help="training mini-batch size, current and replayed samples together")
-    p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="SGD learning rate")
-    p.add_argument("--momentum", type=float, default=_DEFAULTS.momentum, help="SGD momentum")
-    p.add_argument("--hidden", type=int, nargs="+", default=_DEFAULTS.hidden,
-                   help="hidden layer sizes of the MLP")
-    p.add_argument("--init", default=_DEFAULTS.init, type=_choice("--init", list(INITS)),
-                   metavar=_metavar(list(INITS)),
-                   help="the MLP's initialisation: " + ", ".join(f"{k} ({v})" for k, v in INITS.items()))
-    p.add_argument("--no-replay", dest="replay", action="store_false",
-                   help="plain fine-tuning (Naive) without a memory, as a baseline (replay is on "
-                   "unless this is given)")
-    _add_method_arguments(p)
-    p.add_argument("--mem-size", type=int, default=_DEFAULTS.mem_size,
-                   help="replay memory size, in samples")
-    p.add_argument("--policy", default=None, type=_choice("--policy", list_policies()),
-                   metavar=_metavar(list_policies()),
-                   help=f"storage policy: {describe_choices(POLICIES)}; default: experience, "
-                   "or reservoir with --online")
-    p.add_argument("--selection", default=_DEFAULTS.selection,
-                   type=_choice("--selection", list_selections()), metavar=_metavar(list_selections()),
-                   help="exemplar selection of the policies that order their samples "
-                   f"({', '.join(sorted(POLICIES_WITH_SELECTION))}; refused with the others, which "
-                   f"keep a random subset): {describe_choices(SELECTIONS)}")
-    groups = ["class", "experience", "task"]
-    p.add_argument("--groupby", default=None, type=_choice("--groupby", groups),
-                   metavar=_metavar(groups),
-                   help="groups the parametric policy splits the memory evenly over "
-                   "(default: one group)")
-    p.add_argument("--online", action="store_true",
-                   help="online replay (OnlineReplayPlugin): the memory is updated from every "
-                   "mini-batch and replayed from the first experience on; use with --epochs 1 "
-                   "for a single pass")
-    p.add_argument("--batch-size-mem", type=int, default=None, metavar="N",
-                   help="add N memory samples to every mini-batch of --batch-size current "
-                   "samples (default: offline replay balances each batch over experiences; "
-                   "online replay adds --batch-size)")
-    p.add_argument("--task-balanced", action="store_true",
-                   help="balance the memory part of each mini-batch over task labels")
-    p.add_argument("--memmap-dir", default=None, metavar="DIR",
-                   help="keep the memory in memory-mapped files in DIR, for memories larger "
-                   "than RAM, with a bounded resident set (any policy; the same results as in "
-                   "RAM; the files are removed as soon as they are mapped, so no run leaves any)")
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed,
-                   help="seed of every random choice (same seed, same numbers)")
-    p.add_argument("--device", default=_DEFAULTS.device,
-                   help="torch device, e.g. cpu or cuda (checked before the run starts)")
-    p.add_argument("--output", default=None, metavar="DIR",
-                   help="folder to write results.json, logs and plots into; it must be empty "
-                   "(or hold this run's files when resuming) unless --overwrite is given")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the files of an earlier run in --output (other files are kept)")
-    p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
-                   help="folder to save a checkpoint after each experience and resume from; "
-                   "locked while the run lasts")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                   help="also save every N training iterations inside an experience (needs "
-                   "--checkpoint-dir); a killed run resumes mid-epoch, exactly")
-    p.add_argument("--nproc", type=int, default=None, metavar="N",
-                   help="train on N processes started here (gloo on the CPU, nccl with one GPU "
-                   "each on CUDA), --batch-size being the global batch; under torchrun "
-                   "(torchrun --nproc-per-node N -m clreplay run ...) leave it out")
-    # Only the flags given on the command line reach the namespace: they override the
-    # preset and config file, whose values override RunConfig's defaults.
-    for action in p._actions:
-        if action.dest in _RUN_FIELDS:
-            action.default = argparse.SUPPRESS
+    for option in RUN_OPTIONS:
+        text = option.help
+        if option.name in _DESCRIBED:
+            text += ": " + _DESCRIBED[option.name].describe()
+        if option.name == "world_size":  # --nproc starts the processes: not a setting to override
+            p.add_argument("--nproc", type=int, default=None, metavar="N", dest="nproc",
+                           help=f"{text}, started here (gloo on the CPU, nccl with one GPU each on "
+                           "CUDA); under torchrun (torchrun --nproc-per-node N -m clreplay run ...) "
+                           "leave it out")
+            continue
+        _add_option(p, option, help_text=text)
+    for registry, flag in ((MODELS, "--model"), (POLICIES, "--policy"), (METHODS, "--method")):
+        for takers in registry.options().values():
+            option = takers[0][1]
+            where = f"{flag} {' or '.join(owner for owner, _ in takers)}"
+            if registry is METHODS:  # each method its own default
+                where += "; default " + ", ".join(f"{owner}: {o.default}" for owner, o in takers)
+            _add_option(p, option, help_text=f"{option.help} ({where})")
 
 
 def flag_names(parser: argparse.ArgumentParser) -> dict:
     """RunConfig field -> the flag that sets it (``mem_size`` -> ``--mem-size``)."""
     fields = RunConfig.__dataclass_fields__
-    names = {action.dest: action.option_strings[-1] for action in parser._actions
+    names = {action.dest: action.option_strings[0] for action in parser._actions
              if action.dest in fields and action.option_strings}
-    return {**names, "world_size": "--nproc"}  # set by --nproc (or torchrun's processes)
-
-
-def _add_method_arguments(p) -> None:
-    """``--method`` and one flag per method option, all read from the method registry."""
-    described = "; ".join(f"{name}: {m.summary}" for name, m in METHODS.items())
-    p.add_argument("--method", default=_DEFAULTS.method, type=_choice("--method", list_methods()),
-                   metavar=_metavar(list_methods()),
-                   help=f"rehearsal method ({described}). The --policy, --selection, --groupby, "
-                   "--online and --task-balanced options are ER's; the other methods bring their "
-                   "own memory")
-    for name, takers in all_options().items():
-        option = takers[0][1]
-        defaults = ", ".join(f"{method}: {o.default}" for method, o in takers)
-        # SUPPRESS: an option not given stays unset (the method's default applies) and
-        # the help shows each method's default instead of "None".
-        kind = {"action": argparse.BooleanOptionalAction} if option.kind is bool else \
-            {"type": option.kind, "metavar": name.upper()}
-        p.add_argument(option.flag, dest=name, default=argparse.SUPPRESS, **kind,
-                       help=f"{option.help} (--method {' or '.join(m for m, _ in takers)}; "
-                       f"default: {defaults})")
+    return {**names, "world_size": "--nproc", "replay": "--no-replay"}
 
 
 def _run(args: argparse.Namespace) -> int:
     from clreplay.presets import resolve_config
 
     given = {k: v for k, v in vars(args).items() if k in _RUN_FIELDS}
-    options = {name: getattr(args, name) for name in all_options() if hasattr(args, name)}
+    options = {name: getattr(args, name) for name in METHODS.options() if hasattr(args, name)}
     if options:  # over the preset's or file's method options, like any flag
         given["method_options"] = options
     config = resolve_config(given, preset=args.preset, config_file=args.config)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Tuple
 
@@ -45,6 +46,13 @@ class Option:
     nullable: bool = False
     many: bool = False
     maximum_items: Optional[int] = None
+    #: The bounds exclude themselves: ``minimum < value`` (``lr``), ``value < maximum`` (``momentum``).
+    open_minimum: bool = False
+    open_maximum: bool = False
+    #: A file or folder: a ``str`` or an ``os.PathLike``.
+    path: bool = False
+    #: The command-line flag, when it is not ``--name`` (``world_size`` is ``--nproc``).
+    cli_flag: Optional[str] = None
 
     def __post_init__(self) -> None:
         kind = self.kind
@@ -61,13 +69,16 @@ class Option:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return self.cli_flag or "--" + self.name.replace("_", "-")
 
     # ------------------------------------------------------------- checking
     def expected(self) -> str:
-        """What the option takes, in words (the middle of its error messages)."""
+        """What the option takes, in words (the middle of its error messages): its kind and
+        lower bound (an upper bound is named when a value exceeds it)."""
         if self.choices is not None:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.path:
+            text = "a path"
         elif self.kind is bool:
             text = "a bool"
         elif self.kind is str:
@@ -75,15 +86,16 @@ class Option:
         else:
             noun = "an int" if self.kind is int else "a number"
             low = None if self.minimum is None else self.kind(self.minimum)
-            high = None if self.maximum is None else self.kind(self.maximum)
-            if low is not None and high is not None:
-                text = f"{noun} in [{low}, {high}]"
+            if self.open_maximum and low is not None:
+                text = f"{noun} in [{low}, {self.kind(self.maximum)})"
+            elif low is not None and low == 0 and self.open_minimum:
+                text = "a positive number" if self.kind is float else "a positive int"
             elif low == 1 and self.kind is int:
                 text = "a positive int"
+            elif low == 0 and self.kind is int:
+                text = "a non-negative int"
             elif low is not None:
-                text = f"{noun} >= {low}"
-            elif high is not None:
-                text = f"{noun} <= {high}"
+                text = f"{noun} {'>' if self.open_minimum else '>='} {low}"
             else:
                 text = noun
         if self.many:
@@ -110,6 +122,12 @@ class Option:
 
     def _check_one(self, value: Any, label: str, whole: Any = None) -> Any:
         shown = value if whole is None else whole
+        if self.path:
+            if not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"{label} must be {self.expected()}, got {shown!r} ({type(value).__name__})")
+            if not str(value).strip():
+                raise ValueError(f"{label} must be {self.expected()}, got {shown!r}")
+            return value
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise TypeError(f"{label} must be {self.expected()}, got {shown!r}")
@@ -127,8 +145,12 @@ class Option:
             raise TypeError(f"{label} must be {self.expected()}, got {shown!r} ({type(value).__name__})")
         if self.kind is float and not math.isfinite(value):
             raise ValueError(f"{label} must be {self.expected()}, got {shown!r}")
-        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
+        low, high = self.minimum, self.maximum
+        if low is not None and (value < low or (self.open_minimum and value == low)):
             raise ValueError(f"{label} must be {self.expected()}, got {shown!r}")
+        if high is not None and (value > high or (self.open_maximum and value == high)):
+            bound = f"below {self.kind(high)}" if self.open_maximum else f"at most {self.kind(high)}"
+            raise ValueError(f"{label} must be {bound}, got {shown!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{label} must be {self.expected()}, got {shown!r}")
         return self.kind(value)

@@ -7,30 +7,28 @@ way its user wrote it: the field (``mem_size``) from Python, the flag
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import torch
 
-from clreplay._validation import (
-    check_choice,
-    check_int,
-    check_optional_positive_int,
-    check_positive_float,
-    check_positive_int,
-    check_seed,
-    device_available,
+from clreplay._validation import device_available
+from clreplay.benchmarks.registry import (
+    BENCHMARKS,
+    IMAGE_BENCHMARKS,
+    list_benchmarks,
+    needs_data_path,
 )
-from clreplay.benchmarks.registry import IMAGE_BENCHMARKS, list_benchmarks, needs_data_path
-from clreplay.models import IMAGE_MODELS, INITS, list_models
-from clreplay.replay.policies.parametric import GROUPBY
+from clreplay.models.registry import HIDDEN, IMAGE_MODELS, INIT, MODELS, WIDTH, list_models
+from clreplay.options import Option
+from clreplay.replay.policies.parametric import GROUPBY_OPTION
 from clreplay.replay.registry import (
     POLICIES_WITH_SELECTION,
     POLICY_OPTIONS,
     list_policies,
     list_selections,
 )
+from clreplay.strategies.registry import get_method, list_methods, resolve_method_options
 
 #: Replay options of ER alone, with the values that mean "not given" (field, unset values):
 #: the other methods bring their own memory and would ignore them.
@@ -40,10 +38,71 @@ _ER_ONLY = (("policy", (None, "experience")), ("selection", ("random",)), ("grou
 #: Replay options refused with ``replay=False`` when set (they would be silently ignored).
 _REPLAY_ONLY = ("selection", "groupby", "online", "batch_size_mem", "task_balanced", "memmap_dir")
 
+_BIG = 2**31 - 1  # sizes above this are no batch, memory or step count anyone can hold
+
+#: The run's own settings (the components' are in their registries: models, policies, methods).
+RUN_OPTIONS = (
+    Option("benchmark", "split_digits", "benchmark to run; split_fashion_mnist, split_cifar10 and "
+           "split_cifar100 bring their own defaults (see `clreplay presets`)", choices=tuple(list_benchmarks())),
+    Option("data", None, "data file or folder for file-based benchmarks (split_npz: an .npz file; "
+           "split_mnist: a folder of IDX files; split_cifar10, split_cifar100: the archive or its folder; "
+           "split_fashion_mnist: a folder with the four IDX files, by default the one of Debian's "
+           "dataset-fashion-mnist)", path=True),
+    Option("name", None, "the benchmark's name in logs, results and plots (default: the benchmark's, and "
+           "for --data the file's or folder's name)", kind=str),
+    Option("n_experiences", 5, "number of experiences the classes are split into", minimum=1, maximum=100_000),
+    Option("epochs", 5, "epochs per experience", minimum=0, maximum=1_000_000),
+    Option("batch_size", 32, "training mini-batch size, current and replayed samples together "
+           "(a batch larger than an experience holds it whole)", minimum=1, maximum=_BIG),
+    Option("lr", 0.05, "SGD learning rate", kind=float, minimum=0.0, open_minimum=True),
+    Option("momentum", 0.9, "SGD momentum", kind=float, minimum=0.0, maximum=1.0, open_maximum=True),
+    Option("model", "mlp", "network: mlp (flattens images), cnn (small CNN) or resnet18 (the reduced "
+           "ResNet-18 of GEM/DER); cnn and resnet18 need an image benchmark", choices=tuple(list_models())),
+    Option("augment", None, "random crop (4 pixels of zero padding) and horizontal flip of every training "
+           "batch, on the device (default: on for split_cifar10/100, off otherwise)", kind=bool),
+    Option("replay", True, "replay (on unless --no-replay: plain fine-tuning, Naive, as a baseline)"),
+    Option("method", "er", "rehearsal method", choices=tuple(list_methods())),
+    Option("mem_size", 200, "replay memory size, in samples", minimum=1, maximum=2**40),
+    Option("policy", "experience", "storage policy (default: experience, or reservoir with --online)",
+           choices=tuple(list_policies()), nullable=True),
+    Option("selection", "random", "exemplar selection of the policies that order their samples",
+           choices=tuple(list_selections())),
+    Option("online", False, "online replay (OnlineReplayPlugin): the memory is updated from every "
+           "mini-batch of the first epoch and replayed from the first experience on; use with --epochs 1 "
+           "for a single pass"),
+    Option("batch_size_mem", None, "add N memory samples to every mini-batch of --batch-size current "
+           "samples (default: offline replay balances each batch over experiences; online replay and the "
+           "methods add --batch-size)", kind=int, minimum=1, maximum=_BIG),
+    Option("task_balanced", False, "balance the memory part of each mini-batch over task labels"),
+    Option("memmap_dir", None, "keep the memory in memory-mapped files in DIR, for memories larger than "
+           "RAM, with a bounded resident set (the same results as in RAM; the files are removed as soon "
+           "as they are mapped, so no run leaves any)", path=True),
+    Option("seed", 0, "seed of every random choice (same seed, same numbers)", minimum=0, maximum=2**63 - 1),
+    Option("device", "cpu", "torch device, e.g. cpu or cuda (checked before the run starts)"),
+    Option("output", None, "folder to write results.json, logs and plots into; it must be empty (or hold "
+           "this run's files when resuming) unless --overwrite is given", path=True),
+    Option("overwrite", False, "replace the files of an earlier run in --output (other files are kept)"),
+    Option("checkpoint_dir", None, "folder to save a checkpoint after each experience and resume from; "
+           "locked while the run lasts", path=True),
+    Option("checkpoint_every", None, "also save every N training iterations inside an experience (needs "
+           "--checkpoint-dir); a killed run resumes mid-epoch, exactly", kind=int, minimum=1, maximum=_BIG),
+    Option("world_size", 1, "train on N processes, --batch-size being the global batch", minimum=1,
+           maximum=65_536, cli_flag="--nproc"),
+)
+#: The components' options that are run settings too (fields of RunConfig).
+COMPONENT_OPTIONS = (HIDDEN, WIDTH, INIT, GROUPBY_OPTION)
+
 
 @dataclass
 class RunConfig:
-    """Everything that defines a run (saved with its results and checkpoints)."""
+    """Everything that defines a run (saved with its results and checkpoints).
+
+    Each field is described by an :class:`~clreplay.options.Option` record: the run's
+    own in :data:`RUN_OPTIONS`, the model's (``hidden``, ``width``, ``init``) and the
+    parametric policy's (``groupby``) in their registries, the method's in
+    ``method_options`` (its :class:`~clreplay.strategies.method.Method` record). The
+    command line's flags and every check below derive from them.
+    """
 
     benchmark: str = "split_digits"
     data: Optional[str] = None  # file or folder, for file-based benchmarks
@@ -82,82 +141,54 @@ class RunConfig:
     world_size: int = 1
 
     def validate(self, *, names: Optional[Mapping[str, str]] = None) -> "RunConfig":
-        """Check every field (and resolve ``policy=None``); return ``self``.
+        """Check every field against its option record and the rules between fields (and
+        resolve ``policy=None``); return ``self``.
 
         ``names`` maps a field to how the user wrote it (``{"mem_size": "--mem-size"}``)
         so that errors name that instead of the field.
         """
         n = _namer(names)
-        check_choice(n("benchmark"), self.benchmark, list_benchmarks())
+        for option in RUN_OPTIONS + COMPONENT_OPTIONS:
+            setattr(self, option.name, option.check(getattr(self, option.name), n(option.name)))
         self._validate_model_options(n)
         if needs_data_path(self.benchmark) and not self.data:
             raise ValueError(f"{n('data')} must name a file or folder for {n('benchmark')} "
                              f"{self.benchmark!r}, got None")
-        check_positive_int(n("n_experiences"), self.n_experiences)
-        check_int(n("epochs"), self.epochs, minimum=0)
-        check_positive_int(n("batch_size"), self.batch_size)
-        check_positive_int(n("world_size"), self.world_size)
         if self.batch_size % self.world_size:
             raise ValueError(
                 f"{n('batch_size')} must be a multiple of {n('world_size')}, the number of processes, "
                 f"so that each trains on an equal share of every batch; got "
                 f"{_setting(n, 'batch_size', self.batch_size)} with {_setting(n, 'world_size', self.world_size)}"
             )
-        check_positive_float(n("lr"), self.lr)
-        if not isinstance(self.momentum, (int, float)) or isinstance(self.momentum, bool):
-            raise TypeError(f"{n('momentum')} must be a number in [0, 1), got {self.momentum!r}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"{n('momentum')} must lie in [0, 1), got {self.momentum!r}")
-        if not isinstance(self.hidden, (list, tuple)):
-            raise TypeError(f"{n('hidden')} must be a list of layer sizes, got {self.hidden!r}")
-        for h in self.hidden:
-            check_positive_int(n("hidden"), h)
-        for name in ("replay", "overwrite"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{n(name)} must be a bool, got {getattr(self, name)!r}")
-        check_optional_positive_int(n("checkpoint_every"), self.checkpoint_every)
         if self.checkpoint_every is not None and not self.checkpoint_dir:
             raise ValueError(
                 f"{n('checkpoint_every')} needs {n('checkpoint_dir')}, got "
                 f"{_setting(n, 'checkpoint_every', self.checkpoint_every)} without a checkpoint folder"
             )
-        for name in ("data", "output", "checkpoint_dir"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, (str, os.PathLike)):
-                raise TypeError(f"{n(name)} must be a path or None, got {value!r}")
-        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
+        if self.name is not None and not self.name.strip():
             raise ValueError(f"{n('name')} must be a non-empty str or None, got {self.name!r}")
-        check_positive_int(n("mem_size"), self.mem_size)
         self._validate_method(n)
         if self.method == "er":
             self._validate_replay_options(n)
-            check_choice(n("policy"), self.policy, list_policies())
-            check_choice(n("selection"), self.selection, list_selections())
             self._validate_selection(n)
-        check_seed(n("seed"), self.seed)
         self._validate_device(n)
         return self
 
     def _validate_model_options(self, n: Callable[[str], str]) -> None:
-        check_choice(n("model"), self.model, list_models())
-        image = self.benchmark in IMAGE_BENCHMARKS
+        image = BENCHMARKS[self.benchmark].image
         if self.model in IMAGE_MODELS and not image:
             raise ValueError(
                 f"{n('model')} {self.model!r} needs an image benchmark ({', '.join(IMAGE_BENCHMARKS)}), "
                 f"got {n('benchmark')} {self.benchmark!r}, whose samples are flat vectors"
             )
-        if self.width is not None:
-            check_positive_int(n("width"), self.width)
-            if self.model not in IMAGE_MODELS:
-                raise ValueError(f"{n('width')} applies to models {', '.join(IMAGE_MODELS)}, got "
-                                 f"{_setting(n, 'width', self.width)} with {n('model')} {self.model!r} "
-                                 f"(use {n('hidden')})")
-        check_choice(n("init"), self.init, list(INITS))
-        if self.init != "default" and self.model != "mlp":
+        takers = MODELS.taking("width")
+        if self.width is not None and self.model not in takers:
+            raise ValueError(f"{n('width')} applies to models {', '.join(takers)}, got "
+                             f"{_setting(n, 'width', self.width)} with {n('model')} {self.model!r} "
+                             f"(use {n('hidden')})")
+        if self.init != INIT.default and self.model not in MODELS.taking("init"):
             raise ValueError(f"{n('init')} applies to {n('model')} 'mlp', got "
                              f"{_setting(n, 'init', self.init)} with {n('model')} {self.model!r}")
-        if self.augment is not None and not isinstance(self.augment, bool):
-            raise TypeError(f"{n('augment')} must be a bool or None, got {self.augment!r}")
         if self.augment and not image:
             raise ValueError(f"{n('augment')} needs an image benchmark ({', '.join(IMAGE_BENCHMARKS)}), "
                              f"got {n('benchmark')} {self.benchmark!r}")
@@ -173,13 +204,6 @@ class RunConfig:
     def _validate_method(self, n: Callable[[str], str]) -> None:
         """The method exists, its options are its own and in range (filled in with its
         defaults), and it is not given the options only ER takes."""
-        from clreplay.strategies.registry import (  # strategies import the replay
-            get_method,
-            list_methods,
-            resolve_method_options,
-        )
-
-        check_choice(n("method"), self.method, list_methods())
         method = get_method(self.method)
         self.method_options = resolve_method_options(self.method, self.method_options)
         if self.method == "er":
@@ -198,26 +222,15 @@ class RunConfig:
             raise ValueError(f"{n(name)} does not apply to {n('method')} {self.method}, got "
                              f"{_setting(n, name, getattr(self, name))} ({self.method} keeps its own "
                              f"memory; the replay options are {n('method')} er's)")
-        check_optional_positive_int(n("batch_size_mem"), self.batch_size_mem)
-        if self.memmap_dir is not None and not isinstance(self.memmap_dir, (str, os.PathLike)):
-            raise TypeError(f"{n('memmap_dir')} must be a path or None, got {self.memmap_dir!r}")
 
     def _validate_replay_options(self, n: Callable[[str], str]) -> None:
-        for name in ("online", "task_balanced"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{n(name)} must be a bool, got {getattr(self, name)!r}")
         if not self.replay:
             self._refuse_replay_options(n)
         if self.policy is None:
             self.policy = "reservoir" if self.online else "experience"
-        check_optional_positive_int(n("batch_size_mem"), self.batch_size_mem)
         if self.online and self.task_balanced:
             raise ValueError(f"{n('task_balanced')} applies to offline replay, got "
                              f"{_setting(n, 'task_balanced', True)} with {_setting(n, 'online', True)}")
-        if self.groupby is not None:
-            check_choice(n("groupby"), self.groupby, [g for g in GROUPBY if g is not None])
-        if self.memmap_dir is not None and not isinstance(self.memmap_dir, (str, os.PathLike)):
-            raise TypeError(f"{n('memmap_dir')} must be a path or None, got {self.memmap_dir!r}")
         for name in ("groupby", "memmap_dir"):
             if getattr(self, name) is not None and name not in POLICY_OPTIONS.get(self.policy, ()):
                 takers = sorted(p for p, keys in POLICY_OPTIONS.items() if name in keys)

@@ -37,10 +37,10 @@ def test_policy_default_depends_on_online():
 
 @pytest.mark.parametrize("changes, err, message", [
     ({"groupby": "class"}, ValueError, "groupby needs policy 'parametric', got groupby='class' with policy 'experience'"),
-    ({"policy": "parametric", "groupby": "classes"}, ValueError, "groupby must be one of 'class', 'experience', 'task', got 'classes'"),
+    ({"policy": "parametric", "groupby": "classes"}, ValueError, "groupby must be one of 'class', 'experience', 'task' or None, got 'classes'; did you mean 'class'"),
     ({"online": True, "replay": False}, ValueError, "online must be False without replay"),
     ({"online": True, "task_balanced": True}, ValueError, "task_balanced applies to offline replay"),
-    ({"batch_size_mem": 0}, ValueError, "batch_size_mem must be a positive int, got 0"),
+    ({"batch_size_mem": 0}, ValueError, "batch_size_mem must be a positive int or None, got 0"),
     ({"online": "yes"}, TypeError, "online must be a bool, got 'yes'"),
     ({"policy": "reservoir", "memmap_dir": 3}, TypeError, "memmap_dir must be a path or None, got 3"),
 ])

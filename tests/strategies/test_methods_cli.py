@@ -17,7 +17,7 @@ def test_help_lists_every_method_and_its_options_with_defaults(capsys):
     out = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # words wrapped at hyphens
     assert "--method {er,der,derpp,xder,er-ace,agem,gdumb,icarl}" in out
     for name, method in METHODS.items():
-        assert f"{name}: {method.summary}" in out
+        assert f"{name} ({method.summary})" in out
         for option in method.options:
             assert option.flag in out and f"{name}: {option.default}" in out
 

@@ -46,7 +46,7 @@ from clreplay.strategies.method import Method
 
 GAMMA = Option("gamma", 0.85, "X-DER: the transplanted logits' cap, as a share of the own class's", minimum=0.0)
 ETA = Option("eta", 0.1, "X-DER: weight of the past and future margin constraints", minimum=0.0)
-MARGIN = Option("m", 0.3, "X-DER: margin of the constraints", minimum=0.0)
+MARGIN = Option("margin", 0.3, "X-DER: margin m of the constraints", minimum=0.0)
 XDER_ALPHA = Option("alpha", 0.3, ALPHA.help, minimum=0.0)
 XDER_BETA = Option("beta", 0.8, BETA.help, minimum=0.0)
 
@@ -81,7 +81,7 @@ class XDERPlugin(MemoryPlugin):
     Parameters
     ----------
     mem_size: samples in the memory. alpha, beta: the DER and label-replay weights.
-    gamma: cap of transplanted logits. eta, m: weight and margin of the constraints.
+    gamma: cap of transplanted logits. eta, margin: weight and margin ``m`` of the constraints.
     batch_size_mem: memory samples per draw; default ``train_mb_size``.
     seed: seeds the memory draws (None: the run's stream).
 
@@ -101,10 +101,11 @@ class XDERPlugin(MemoryPlugin):
     draws = ("replay", "replay_ce")
 
     def __init__(self, mem_size: int = 200, alpha: float = 0.3, beta: float = 0.8, gamma: float = 0.85,
-                 eta: float = 0.1, m: float = 0.3, *, batch_size_mem: Optional[int] = None,
+                 eta: float = 0.1, margin: float = 0.3, *, batch_size_mem: Optional[int] = None,
                  seed: Optional[int] = None) -> None:
         self.alpha, self.beta = XDER_ALPHA.check(alpha, "alpha"), XDER_BETA.check(beta, "beta")
-        self.gamma, self.eta, self.m = GAMMA.check(gamma, "gamma"), ETA.check(eta, "eta"), MARGIN.check(m, "m")
+        self.gamma, self.eta = GAMMA.check(gamma, "gamma"), ETA.check(eta, "eta")
+        self.margin = MARGIN.check(margin, "margin")
         super().__init__(mem_size, None, batch_size_mem=batch_size_mem, seed=seed,
                          default_policy=lambda size: ClassBalancedStoragePolicy({}, size))
         self.storage_policy.store.register_column("updated_in", (), torch.long, fill=-1)
@@ -140,7 +141,7 @@ class XDERPlugin(MemoryPlugin):
         if self.experience_classes:  # past constraint: the current classes lead on the stream
             probs = F.softmax(mask_logits(out[stream], past | current), dim=1)
             bad = mask_logits(probs, past).max(dim=1).values.detach()
-            loss = loss + self.eta * hinge_mean(bad, mask_logits(probs, current).max(dim=1).values, self.m)
+            loss = loss + self.eta * hinge_mean(bad, mask_logits(probs, current).max(dim=1).values, self.margin)
         # Future constraint: the classes not seen yet stay below each row's own experience's.
         has_future = width > len(set(self.past_classes) | set(self._current))
         if "replay" not in mb:
@@ -162,7 +163,7 @@ class XDERPlugin(MemoryPlugin):
 
     def _future_constraint(self, logits: Tensor, good: Tensor, seen: Tensor) -> Tensor:
         bad = mask_logits(logits, ~seen).max(dim=1).values
-        return self.eta * hinge_mean(bad, mask_logits(logits, good).max(dim=1).values, self.m)
+        return self.eta * hinge_mean(bad, mask_logits(logits, good).max(dim=1).values, self.margin)
 
     def _own_experience_mask(self, y: Tensor, width: int, device) -> Tensor:
         """Per row, the classes of the experience its class came from."""
@@ -225,7 +226,7 @@ class XDERPlugin(MemoryPlugin):
 
 def _build(config, model: nn.Module) -> List:
     o = config.method_options
-    return [XDERPlugin(config.mem_size, o["alpha"], o["beta"], o["gamma"], o["eta"], o["m"],
+    return [XDERPlugin(config.mem_size, o["alpha"], o["beta"], o["gamma"], o["eta"], o["margin"],
                        batch_size_mem=config.batch_size_mem)]
 
 
