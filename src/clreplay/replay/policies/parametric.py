@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from clreplay._validation import check_choice
-from clreplay.options import Option
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.options import Option
 from clreplay.replay.policies.allocation import split_capacity
 from clreplay.replay.policies.base import UsesSelectionStrategy, experience_of
 from clreplay.replay.policies.streaming import StreamingStoragePolicy
