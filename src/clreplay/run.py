@@ -111,6 +111,9 @@ def build_strategy(config: RunConfig, benchmark: Benchmark, *,
         evaluator=EvaluationPlugin(benchmark.test_stream, loggers=loggers),
         seed=config.seed,
         distributed=config.world_size > 1,
+        precision=config.precision,
+        channels_last=config.channels_last,
+        compile=config.compile,
     )
 
 
@@ -158,6 +161,7 @@ def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print,
     """
     n = lambda field_name: (names or {}).get(field_name, field_name)  # noqa: E731
     config.validate(names=names)
+    torch.set_num_threads(config.threads)
     if config.world_size > 1 and idist.get_world_size() != config.world_size:
         raise ValueError(
             f"world_size={config.world_size} needs a process group of {config.world_size} "

@@ -29,6 +29,7 @@ from clreplay.replay.registry import (
     list_selections,
 )
 from clreplay.strategies.registry import get_method, list_methods, resolve_method_options
+from clreplay.training.acceleration import CHANNELS_LAST, COMPILE, PRECISION
 
 #: Replay options of ER alone, with the values that mean "not given" (field, unset values):
 #: the other methods bring their own memory and would ignore them.
@@ -88,6 +89,12 @@ RUN_OPTIONS = (
            "--checkpoint-dir); a killed run resumes mid-epoch, exactly", kind=int, minimum=1, maximum=_BIG),
     Option("world_size", 1, "train on N processes, --batch-size being the global batch", minimum=1,
            maximum=65_536, cli_flag="--nproc"),
+    PRECISION,
+    CHANNELS_LAST,
+    COMPILE,
+    Option("threads", 1, "torch threads per process; one by default: on a shared machine more threads "
+           "than free cores make a run many times slower, and small models gain nothing from more (the "
+           "thread count also changes the last bits of some results)", minimum=1, maximum=4096),
 )
 #: The components' options that are run settings too (fields of RunConfig).
 COMPONENT_OPTIONS = (HIDDEN, WIDTH, INIT, GROUPBY_OPTION)
@@ -139,6 +146,11 @@ class RunConfig:
     # Processes the run trains on (set by the launcher: --nproc, or torchrun's group).
     # batch_size is the global batch: each process trains on batch_size / world_size.
     world_size: int = 1
+    # How the steps compute (training/acceleration.py) and on how many threads.
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: str = "off"
+    threads: int = 1
 
     def validate(self, *, names: Optional[Mapping[str, str]] = None) -> "RunConfig":
         """Check every field against its option record and the rules between fields (and
@@ -189,6 +201,9 @@ class RunConfig:
         if self.init != INIT.default and self.model not in MODELS.taking("init"):
             raise ValueError(f"{n('init')} applies to {n('model')} 'mlp', got "
                              f"{_setting(n, 'init', self.init)} with {n('model')} {self.model!r}")
+        if self.channels_last and not MODELS[self.model].image:
+            raise ValueError(f"{n('channels_last')} applies to image models ({', '.join(IMAGE_MODELS)}), "
+                             f"got {_setting(n, 'channels_last', True)} with {n('model')} {self.model!r}")
         if self.augment and not image:
             raise ValueError(f"{n('augment')} needs an image benchmark ({', '.join(IMAGE_BENCHMARKS)}), "
                              f"got {n('benchmark')} {self.benchmark!r}")

@@ -19,7 +19,8 @@ from clreplay.training.strategy import BaseStrategy
 #: computes: a run resumed with other values of these is the same run (the
 #: global batches of a distributed run do not depend on its number of processes).
 IGNORED_CONFIG_FIELDS = frozenset({"output", "checkpoint_dir", "checkpoint_every", "device",
-                                   "memmap_dir", "name", "overwrite", "world_size"})
+                                   "memmap_dir", "name", "overwrite", "world_size", "threads",
+                                   "compile", "channels_last"})
 
 #: Configuration fields added since checkpoints of this format version were first
 #: saved, and the value that reproduces what runs computed before them.

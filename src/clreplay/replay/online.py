@@ -21,7 +21,7 @@ from clreplay.replay.mixing.online import OnlineReplayBatchSource
 from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.reservoir import ReservoirSamplingStoragePolicy
 from clreplay.replay.policies.streaming import StreamingStoragePolicy
-from clreplay.replay.storage.consistency import check_replicated
+from clreplay.replay.storage.consistency import ReplicaWatch, check_replicated
 
 
 class OnlineReplayPlugin(MemoryPlugin):
@@ -97,6 +97,7 @@ class OnlineReplayPlugin(MemoryPlugin):
             raise TypeError(f"store_every_epoch must be a bool, got {store_every_epoch!r}")
         self.store_every_epoch = store_every_epoch
         self._source: Optional[OnlineReplayBatchSource] = None
+        self._watch = ReplicaWatch()
         self._streamed = False
         self._streaming = isinstance(self.storage_policy, StreamingStoragePolicy)  # (an ABC check: slow)
 
@@ -136,9 +137,12 @@ class OnlineReplayPlugin(MemoryPlugin):
             changed = True
         if changed:
             source.memory_changed()
-        check_replicated(policy, strategy, full=False, when=(
-            f"step {strategy.clock.train_exp_iterations} of experience "
-            f"{strategy.experience.current_experience}"))
+        self._watch.step(policy, strategy, strategy.clock.train_exp_iterations)
+
+    def after_training_epoch(self, strategy, **kwargs):
+        """The steps' light checks of the replicated memory, read once an epoch."""
+        self._watch.report(self.storage_policy, strategy,
+                           where=f"of experience {strategy.experience.current_experience}")
 
     def _columns(self, strategy) -> Optional[Dict[str, Tensor]]:
         """:meth:`stored_columns` for the whole global batch: over several processes each

@@ -38,9 +38,10 @@ def project_gradient(g: Tensor, g_ref: Tensor) -> Tensor:
     [1.0, 1.0]
     """
     dot = torch.dot(g, g_ref)
-    if dot >= 0:  # also a zero reference gradient: nothing to protect
-        return g
-    return g - (dot / torch.dot(g_ref, g_ref)) * g_ref
+    # Without a branch on the host (which would wait for the device): a gradient that does
+    # not conflict (also against a zero reference gradient) gets a coefficient of 0.
+    coefficient = torch.where(dot < 0, dot / torch.dot(g_ref, g_ref).clamp_min(torch.finfo(g.dtype).tiny), 0.0)
+    return g - coefficient * g_ref
 
 
 class AGEMPlugin(MemoryPlugin):
@@ -84,7 +85,12 @@ class AGEMPlugin(MemoryPlugin):
         super().__init__(mem_size, storage_policy, seed=seed,
                          default_policy=lambda size: ExperienceBalancedStoragePolicy({}, size))
         self._sampler = MemorySampler(self.storage_policy)
-        self.projections = 0  # steps whose gradient was projected (not saved: a statistic)
+        self._projections = torch.zeros((), dtype=torch.long)
+
+    @property
+    def projections(self) -> int:
+        """Steps whose gradient was projected so far (a statistic, not saved)."""
+        return int(self._projections)
 
     def after_backward(self, strategy, **kwargs):
         """Replace the gradient by its projection against the memory's reference gradient."""
@@ -97,10 +103,10 @@ class AGEMPlugin(MemoryPlugin):
         ref_loss = strategy.loss_fn(strategy.model(x), y)
         ref = torch.autograd.grad(ref_loss, params, allow_unused=True)
         g = _flatten([p.grad for p in params], params)
-        projected = project_gradient(g, _flatten(ref, params))
-        if projected is g:
-            return
-        self.projections += 1
+        g_ref = _flatten(ref, params)
+        projected = project_gradient(g, g_ref)
+        # Counted on the device, read when asked for.
+        self._projections = self._projections.to(g.device) + (torch.dot(g, g_ref) < 0)
         offset = 0
         for p in params:
             n = p.numel()

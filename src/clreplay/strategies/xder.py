@@ -54,19 +54,17 @@ XDER_BETA = Option("beta", 0.8, BETA.help, minimum=0.0)
 def transplant(stored: Tensor, new: Tensor, y: Tensor, columns: Tensor, gamma: float) -> Tensor:
     """``stored`` logits with the ``columns`` (a class mask) taken from ``new``, scaled by
     ``gamma * stored[y] / max`` in the rows where their largest value exceeds the row's
-    own class's stored logit (X-DER's update: the own class keeps the lead).
+    own class's stored logit (X-DER's update: the own class keeps the lead). Computed
+    over whole rows with masks, so nothing waits for the device.
 
     >>> transplant(torch.tensor([[4.0, 0.0, 0.0]]), torch.tensor([[9.0, 8.0, 2.0]]), torch.tensor([0]),
     ...            torch.tensor([False, True, True]), 0.5).tolist()
     [[4.0, 2.0, 0.5]]
     """
-    stored = stored.clone()
-    moved = new[:, columns]
     own = stored.gather(1, y.view(-1, 1)).squeeze(1)
-    top = moved.max(dim=1).values if moved.shape[1] else own
-    scale = torch.where(top > own, gamma * own / top, torch.ones_like(top))
-    stored[:, columns] = moved * scale.unsqueeze(1)
-    return stored
+    top = new.masked_fill(~columns, float("-inf")).max(dim=1).values  # -inf: no column moves
+    scale = torch.where(top > own, gamma * own / top, torch.ones_like(own))
+    return torch.where(columns, new * scale.unsqueeze(1), stored)
 
 
 def hinge_mean(bad: Tensor, good: Tensor, margin: float) -> Tensor:

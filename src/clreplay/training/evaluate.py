@@ -59,7 +59,8 @@ def evaluate(strategy, stream: Experience | Iterable[Experience], **kwargs) -> D
             strategy.mb = MiniBatch(x, y, t)
             for hook in before:
                 hook(strategy, **kwargs)
-            strategy.mb_output = strategy.predict(strategy.mb.x)
+            with strategy.acceleration.autocast():
+                strategy.mb_output = strategy.predict(strategy.mb.x)
             correct += (strategy.mb_output.argmax(dim=1) == strategy.mb.y).sum()
             for hook in after:
                 hook(strategy, **kwargs)

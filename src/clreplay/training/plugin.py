@@ -104,6 +104,18 @@ def check_plugin(plugin, index: int) -> None:
         )
 
 
+def check_plugins(plugins, evaluator) -> List[StrategyPlugin]:
+    """A strategy's plugins, the ``evaluator`` last, each checked (see :func:`check_plugin`)."""
+    if isinstance(plugins, StrategyPlugin) or not isinstance(plugins, (Sequence, type(None))):
+        raise TypeError(f"plugins must be a sequence of StrategyPlugin or None, got {type(plugins).__name__}")
+    if evaluator is not None and not isinstance(evaluator, StrategyPlugin):
+        raise TypeError(f"evaluator must be a StrategyPlugin or None, got {type(evaluator).__name__}")
+    plugins = list(plugins or []) + ([evaluator] if evaluator is not None else [])
+    for i, plugin in enumerate(plugins):
+        check_plugin(plugin, i)
+    return plugins
+
+
 #: Strategy seams a plugin may own by defining a method of that name.
 SEAMS: Tuple[str, ...] = ("criterion", "predict")
 

@@ -19,10 +19,11 @@ from clreplay._validation import (
 from clreplay.data.batching import BatchSource, DatasetBatchSource
 from clreplay.data.experience import Experience
 from clreplay.data.minibatch import MiniBatch
+from clreplay.training.acceleration import Acceleration
 from clreplay.training.context import RunContext
 from clreplay.training.data_parallel import DataParallel
 from clreplay.training.evaluate import check_experience, evaluate, indexed
-from clreplay.training.plugin import StrategyPlugin, build_dispatch, check_plugin, seam_owner
+from clreplay.training.plugin import StrategyPlugin, build_dispatch, check_plugins, seam_owner
 from clreplay.training.resume import begin_epoch, in_progress_state, resume_epoch
 
 
@@ -77,6 +78,13 @@ class BaseStrategy:
     context: the run context (seed, rank, world size) handed to every plugin once,
         through ``plugin.setup(context)``; by default ``RunContext(seed=seed)``, or
         with ``distributed`` the rank and world size of the process group.
+    precision: ``"fp32"``, or ``"bf16"``/``"fp16"``: the forward pass and the loss run in
+        autocast (fp16 with a gradient scaler, saved with the strategy); ``channels_last``:
+        image models and batches in channels-last memory order; ``compile``: train through
+        ``torch.compile(model, mode=...)`` (``"default"``, ``"reduce-overhead"``,
+        ``"max-autotune"``, or a callable returning the module to train through), while
+        ``model`` stays the module plugins read and checkpoints save (see
+        :mod:`clreplay.training.acceleration`).
     distributed: train on every process of the initialized process group (see
         :mod:`clreplay.training.data_parallel`): each step's global batch of
         ``train_mb_size`` samples is split over the ranks (``train_mb_size`` must be
@@ -132,6 +140,9 @@ class BaseStrategy:
         seed: Optional[int] = None,
         context: Optional[RunContext] = None,
         distributed: bool = False,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile="off",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -167,17 +178,7 @@ class BaseStrategy:
                 f"process trains on train_mb_size / world_size samples of every batch, got "
                 f"{self.train_mb_size}"
             )
-        if isinstance(plugins, StrategyPlugin) or not isinstance(plugins, (Sequence, type(None))):
-            raise TypeError(
-                f"plugins must be a sequence of StrategyPlugin or None, got {type(plugins).__name__}"
-            )
-        if evaluator is not None and not isinstance(evaluator, StrategyPlugin):
-            raise TypeError(f"evaluator must be a StrategyPlugin or None, got {type(evaluator).__name__}")
-        plugins = list(plugins or [])
-        if evaluator is not None:
-            plugins.append(evaluator)
-        for i, plugin in enumerate(plugins):
-            check_plugin(plugin, i)
+        plugins = check_plugins(plugins, evaluator)
         self.plugins: List[StrategyPlugin] = plugins
         self.evaluator = evaluator
         self._hooks = build_dispatch(plugins)
@@ -186,6 +187,9 @@ class BaseStrategy:
         self._predict_owner = seam_owner(plugins, "predict")
 
         self.model = model.to(self.device)
+        # Precision, memory format, compiled model: how the steps compute (training/acceleration.py).
+        self.acceleration = Acceleration(self.model, self.device, precision=precision,
+                                         channels_last=channels_last, compile=compile)
         # Over several processes: global batches sliced over the ranks, gradients summed.
         self._parallel = DataParallel(self.model, context) if context.world_size > 1 else None
         self.optimizer = optimizer
@@ -346,22 +350,24 @@ class BaseStrategy:
         self.optimizer.zero_grad(set_to_none=True)
         for hook in hooks["before_forward"]:
             hook(self, **kwargs)
-        self.mb_output = self.forward()
-        for hook in hooks["after_forward"]:
-            hook(self, **kwargs)
-        self.loss = self.criterion()
+        acceleration = self.acceleration
+        with acceleration.autocast():
+            self.mb_output = self.forward()
+            for hook in hooks["after_forward"]:
+                hook(self, **kwargs)
+            self.loss = self.criterion()
         for hook in hooks["before_backward"]:
             hook(self, **kwargs)
         parallel = self._parallel
         loss = self.loss if parallel is None else parallel.loss_share(self.loss, self.mb_output)
-        loss.backward()
+        acceleration.backward(loss, self.optimizer)
         if parallel is not None:
             parallel.sync_gradients()
         for hook in hooks["after_backward"]:
             hook(self, **kwargs)
         for hook in hooks["before_update"]:
             hook(self, **kwargs)
-        self.optimizer.step()
+        acceleration.step(self.optimizer)
         for hook in hooks["after_update"]:
             hook(self, **kwargs)
         self.epoch_loss_sum += loss.detach()
@@ -377,8 +383,10 @@ class BaseStrategy:
         self._at_iteration_end = False
 
     def forward(self) -> Tensor:
-        """The model's output on the current mini-batch (override for multi-head models)."""
-        return self.model(self.mb.x)
+        """The model's output on the current mini-batch (override for multi-head models);
+        through the compiled model with ``compile``, in channels-last order with
+        ``channels_last``."""
+        return self.acceleration.forward(self.mb.x)
 
     def criterion(self) -> Tensor:
         """The loss of the current mini-batch: ``loss_fn(mb_output, mb_y)``.
@@ -453,10 +461,11 @@ class BaseStrategy:
             "generator": self.generator.get_state(),
             "plugins": [p.state_dict() for p in self.plugins],
             "in_progress": in_progress_state(self) if self.is_training else None,
+            "scaler": self.acceleration.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        expected = {"model", "optimizer", "clock", "seed", "generator", "plugins", "in_progress"}
+        expected = {"model", "optimizer", "clock", "seed", "generator", "plugins", "in_progress", "scaler"}
         missing, unexpected = expected - set(state), set(state) - expected
         if missing or unexpected:
             raise KeyError(
@@ -473,6 +482,7 @@ class BaseStrategy:
         self.clock = Clock(**state["clock"])
         self.seed = state["seed"]
         self.generator.set_state(state["generator"])
+        self.acceleration.load_state_dict(state["scaler"])
         for plugin, plugin_state in zip(self.plugins, state["plugins"]):
             plugin.load_state_dict(plugin_state)
         self._resume = None

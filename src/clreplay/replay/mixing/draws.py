@@ -98,7 +98,7 @@ class MemoryReader:
                  memory_transform: Optional[Callable[[Tensor], Tensor]] = None) -> None:
         self.groups = list(groups)
         self.memory = ClassificationDataset.concat(self.groups)
-        self.store = store if store is not None and store.rows_of(self.memory) is not None else None
+        self.store = store if store is not None and store.is_view(self.memory) else None
         self.memory_transform = memory_transform
         self._has_columns = self.store is not None and bool(self.store.extras)
         self._columns_key = None if store is None else tuple(store.extras)

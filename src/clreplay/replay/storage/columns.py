@@ -240,7 +240,8 @@ class ColumnStorage(ABC):
         if rows.numel() == 0:
             return
         values = self._check_values(rows, values)
-        if self._bounds(rows) > self.size:
+        # Rows on an accelerator are not read on the host (that would wait for the device).
+        if rows.device.type == "cpu" and self._bounds(rows) > self.size:
             raise IndexError(f"rows must be rows already written (below {self.size}), got "
                              f"{int(rows.max())}; use set() to store new samples")
         for name, value in values.items():

@@ -30,7 +30,7 @@ every online step.
 
 from __future__ import annotations
 
-from typing import Hashable, List, Tuple
+from typing import Hashable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -83,7 +83,39 @@ def _differing_rows(sums: Tensor) -> List[int]:
     return torch.nonzero((high != low).any(dim=1)).flatten().tolist()
 
 
-def check_replicated(policy, strategy, *, when: str, full: bool = True) -> None:
+class ReplicaWatch:
+    """Light checks after every step that never wait for the device.
+
+    Each step's light checksums (the groups' rows and order, the digest of every value
+    written) are folded into one row per rank and compared over the ranks on the device
+    (one ``all_reduce``); the first step whose memories differ is kept there, and read
+    once, at the end of the epoch (:meth:`report`), which then names the group that
+    differs. A no-op in a single process.
+    """
+
+    def __init__(self) -> None:
+        self._first: Optional[Tensor] = None  # the first step that differed (-1: none), on the device
+
+    def step(self, policy, strategy, step: int) -> None:
+        if not idist.is_distributed(strategy):
+            return
+        keys, sums = memory_checksums(policy, full=False)
+        sums = torch.cat([sums[:2].flatten(), checksum.combine(sums[2:]) if len(keys) else sums[0] * 0])
+        extremes = idist.all_reduce(torch.cat([sums, -sums]), op="max")
+        differ = (extremes[: len(sums)] != -extremes[len(sums):]).any()
+        first = torch.full((), -1, dtype=torch.long, device=differ.device) if self._first is None else self._first
+        self._first = torch.where((first < 0) & differ, torch.full_like(first, step), first)
+
+    def report(self, policy, strategy, *, where: str) -> None:
+        """Raise :class:`MemoryMismatchError` if a step of the epoch left the ranks' memories
+        different (``where``: "of experience 2", for the message); then watch afresh."""
+        first, self._first = self._first, None
+        if first is None or int(first) < 0:
+            return
+        check_replicated(policy, strategy, full=False, when=f"step {int(first)} {where}", assume_differ=True)
+
+
+def check_replicated(policy, strategy, *, when: str, full: bool = True, assume_differ: bool = False) -> None:
     """Raise :class:`MemoryMismatchError` on every rank unless every rank's memory in
     ``policy`` is the same (a no-op unless ``strategy`` runs over several processes).
 
@@ -103,8 +135,10 @@ def check_replicated(policy, strategy, *, when: str, full: bool = True) -> None:
             f"(rank {rank} holds {keys!r})"
         )
     differ = _differing_rows(sums)
-    if not differ:
+    if not differ and not assume_differ:
         return
+    if not differ:
+        differ = [1]  # the values written differed at the step named, though the sums agree now
     if differ[0] == 0:
         raise MemoryMismatchError(
             f"{where}: the group keys or the extra columns differ (rank {rank} holds groups {keys!r})"

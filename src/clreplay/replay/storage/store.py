@@ -213,7 +213,9 @@ class MemoryStore:
 
     def update(self, rows: Tensor, values: Mapping[str, Tensor]) -> None:
         """Change the columns in ``values`` (any subset, e.g. ``{"logits": ...}``) at
-        stored ``rows``; the samples and the other columns stay."""
+        stored ``rows``; the samples and the other columns stay. (Rows on an accelerator,
+        e.g. a replayed segment's, come from the store's own views and are not checked
+        on the host, which would wait for the device.)"""
         rows = torch.as_tensor(rows, dtype=torch.long)
         self.storage.update(rows, values)
         if self.write_digest is not None and rows.numel():
@@ -240,13 +242,15 @@ class MemoryStore:
             c["x"], c["y"], c["t"], rows.to(c["y"].device), transform=self.transform
         )
 
+    def is_view(self, dataset: ClassificationDataset) -> bool:
+        """Whether ``dataset`` is a view of this store's columns (nothing is read)."""
+        return (self.allocated and dataset.storage is self.columns["x"]
+                and dataset.targets_storage is self.columns["y"])
+
     def rows_of(self, dataset: ClassificationDataset) -> Optional[Tensor]:
-        """Store rows of ``dataset`` if it is a view of this store's columns, else None."""
-        if not self.allocated or dataset.storage is not self.columns["x"]:
-            return None
-        if dataset.targets_storage is not self.columns["y"]:
-            return None
-        return dataset.indices.cpu()
+        """Store rows of ``dataset`` if it is a view of this store's columns, else None (on
+        the host: for a policy's decisions, which are made there)."""
+        return dataset.indices.cpu() if self.is_view(dataset) else None
 
     # ------------------------------------------------------------------ updates
     def apply(
