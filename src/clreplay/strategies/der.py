@@ -97,7 +97,7 @@ class DERPlugin(OnlineReplayPlugin):
         mb, out = strategy.mb, strategy.mb_output
         loss = cross_entropy(out, mb, {"stream": 1.0, "replay_ce": self.beta}, strategy.loss_fn)
         if "replay" in mb and self.alpha > 0:
-            loss = loss + self.alpha * logit_mse(out, mb, "replay")
+            loss = torch.add(loss, logit_mse(out, mb, "replay"), alpha=self.alpha)  # loss + alpha * MSE
         return loss
 
     def stored_columns(self, strategy):

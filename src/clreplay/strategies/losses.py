@@ -84,8 +84,11 @@ def cross_entropy(output: Tensor, mb: MiniBatch, weights: Mapping[str, float],
                 term = loss_fn(output[s.slice], mb.y[s.slice]) * (weights[s.name] * len(s) / s.total * scale)
                 loss = term if loss is None else loss + term
         return output.sum() * 0.0 if loss is None else loss
-    if len(present) == 1 and len(present[0]) == len(mb) and scale == 1 and weights[present[0].name] == 1:
-        return F.cross_entropy(output, mb.y)  # the plain loss of a plain batch
+    if len(present) == 1 and scale == 1 and present[0].total == len(present[0]):
+        s, weight = present[0], weights[present[0].name]  # one segment: its plain mean
+        loss = F.cross_entropy(output, mb.y) if len(s) == len(mb) else \
+            F.cross_entropy(output[s.slice], mb.y[s.slice])
+        return loss if weight == 1 else loss * weight
     key = (tuple((s.name, len(s), s.total) for s in mb.segments), tuple(sorted(weights.items())), scale,
            output.dtype, output.device)
     row_weights = _WEIGHTS.get(key)
@@ -112,14 +115,21 @@ def logit_mse(output: Tensor, mb: MiniBatch, name: str, column: str = "logits") 
     >>> logit_mse(out, mb, "replay").item()   # (1 + 0 + 0 + 1) / 4
     0.5
     """
-    segment = mb.segment(name)
+    segment, scale = mb.segment(name), _scale(mb)
     current = output[segment.slice].float()
     stored = segment.columns[column].to(current.device, torch.float32)
+    whole = segment.total == len(segment) and scale == 1
+    complete = getattr(segment.columns, "complete", None)
+    if complete is not None and complete(column) and stored.shape[1] == current.shape[1]:
+        # Every row holds all its logits (the store knows it on the host): the plain MSE.
+        if whole:
+            return F.mse_loss(current, stored)
+        return F.mse_loss(current, stored, reduction="sum") * (scale / max(segment.total * stored.shape[1], 1))
     width = min(current.shape[1], stored.shape[1])
     current, stored = current[:, :width], stored[:, :width]
     valid = stored == stored  # False where NaN
     squared = torch.where(valid, current - stored, 0.0).square().sum()
     count = valid.sum().clamp(min=1)
-    if segment.total != len(segment) or _scale(mb) != 1:  # a rank's share of the global mean
-        return squared * _scale(mb) * len(segment) / max(segment.total, 1) / count
+    if not whole:  # a rank's share of the global mean
+        return squared * scale * len(segment) / max(segment.total, 1) / count
     return squared / count

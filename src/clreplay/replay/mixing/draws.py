@@ -145,6 +145,11 @@ class ColumnsAt(Mapping):
     def __init__(self, store: MemoryStore, rows: Tensor) -> None:
         self._store, self._rows, self._read = store, rows, {}
 
+    def complete(self, name: str) -> bool:
+        """Whether every stored row holds a value of column ``name`` (none reads its fill),
+        as the store knows on the host."""
+        return self._store.storage.complete.get(name, False)
+
     def __getitem__(self, name: str) -> Tensor:
         value = self._read.get(name)
         if value is None:

@@ -80,6 +80,10 @@ class ColumnStorage(ABC):
         self.specs: Dict[str, ColumnSpec] = {}
         self.columns: Dict[str, Tensor] = {}
         self.size = 0  # one past the highest row ever written
+        #: Per column: False once a written row may read its fill (stored without a value,
+        #: registered or widened after rows were written). What the host knows, so a reader
+        #: can skip looking for fill values on the device.
+        self.complete: Dict[str, bool] = {}
 
     # ------------------------------------------------------------ backends
     @abstractmethod
@@ -115,6 +119,7 @@ class ColumnStorage(ABC):
                 f"got shape {shape} and dtype {dtype}"
             )
         self.specs[name] = ColumnSpec(shape, dtype, float(fill))
+        self.complete.setdefault(name, self.size == 0)
         if self.allocated and name not in self.columns:
             self.columns[name] = self._new_column(name, self.rows_allocated, self.specs[name], self.device)
 
@@ -143,6 +148,7 @@ class ColumnStorage(ABC):
             return
         new_spec = ColumnSpec(shape, spec.dtype, spec.fill)
         self.specs[name] = new_spec
+        self.complete[name] = self.complete.get(name, True) and self.size == 0
         if name not in self.columns:
             return
         rows = torch.arange(self.size)
@@ -152,7 +158,7 @@ class ColumnStorage(ABC):
         overlap = (slice(None),) + tuple(slice(0, min(a, b)) for a, b in zip(spec.shape, shape))
         kept[overlap] = old[overlap].cpu()
         if self.size:
-            self._write(name, rows, kept.to(self.device))
+            self._write(name, rows.to(self.device), kept.to(self.device))
 
     @property
     def allocated(self) -> bool:
@@ -179,7 +185,7 @@ class ColumnStorage(ABC):
         if needed <= held:
             return
         rows, device = self._grown_rows(needed), self.device
-        written = torch.arange(self.size)
+        written = torch.arange(self.size, device=device)
         for name, spec in self.specs.items():
             values = self._read(name, written) if self.size else None
             self.columns[name] = self._new_column(name, rows, spec, device)
@@ -193,8 +199,9 @@ class ColumnStorage(ABC):
             spec = self.specs.get(name)
             if spec is None:
                 raise KeyError(f"values must name registered columns {sorted(self.specs)}, got {name!r}")
-            value = torch.as_tensor(value)
-            if tuple(value.shape) != (len(rows), *spec.shape):
+            if not isinstance(value, Tensor):
+                value = torch.as_tensor(value)
+            if value.shape != (len(rows), *spec.shape):
                 raise ValueError(
                     f"values[{name!r}] must have shape {(len(rows), *spec.shape)} (one row of "
                     f"{spec.shape} per row written), got {tuple(value.shape)}"
@@ -203,11 +210,10 @@ class ColumnStorage(ABC):
         return checked
 
     def _bounds(self, rows: Tensor) -> int:
-        top = int(rows.max()) + 1
-        if top > self.capacity or int(rows.min()) < 0:
-            raise IndexError(f"rows must lie in [0, {self.capacity}), got values from "
-                             f"{int(rows.min())} to {top - 1}")
-        return top
+        low, high = (int(v) for v in rows.aminmax())
+        if high >= self.capacity or low < 0:
+            raise IndexError(f"rows must lie in [0, {self.capacity}), got values from {low} to {high}")
+        return high + 1
 
     def set(self, rows, values: Mapping[str, Tensor]) -> None:
         """Store new samples at ``rows``: the columns in ``values`` take those values, every
@@ -226,11 +232,14 @@ class ColumnStorage(ABC):
         if not self.allocated:
             self._allocate(top, next(iter(values.values())).device if values else torch.device("cpu"))
         self._grow(top)
+        device = self.device
+        rows_here = rows.to(device)
         for name, spec in self.specs.items():
             value = values.get(name)
             if value is None:
                 value = torch.full((len(rows), *spec.shape), spec.fill, dtype=spec.dtype)
-            self._write(name, rows, value.to(self.device, spec.dtype))
+                self.complete[name] = False
+            self._write(name, rows_here, value.to(device, spec.dtype))
         self.size = max(self.size, top)
 
     def update(self, rows, values: Mapping[str, Tensor]) -> None:
@@ -244,6 +253,7 @@ class ColumnStorage(ABC):
         if rows.device.type == "cpu" and self._bounds(rows) > self.size:
             raise IndexError(f"rows must be rows already written (below {self.size}), got "
                              f"{int(rows.max())}; use set() to store new samples")
+        rows = rows.to(self.device)
         for name, value in values.items():
             self._write(name, rows, value.to(self.device, self.specs[name].dtype))
 
@@ -266,7 +276,7 @@ class ColumnStorage(ABC):
         self.release()
         return {"size": self.size, "specs": {name: (list(spec.shape), str(spec.dtype), spec.fill)
                                              for name, spec in self.specs.items()},
-                "columns": columns}
+                "columns": columns, "complete": dict(self.complete)}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned (specs registered here must match)."""
@@ -276,12 +286,14 @@ class ColumnStorage(ABC):
                 raise ValueError(f"column {name!r} of the saved memory has shape {saved[name]}, "
                                  f"this storage's has {spec.shape}")
         self.columns, self.size = {}, 0
+        self.complete = {name: True for name in self.complete}
         for name, (shape, dtype, fill) in state["specs"].items():
             self.specs[name] = ColumnSpec(tuple(shape), getattr(torch, dtype.removeprefix("torch.")),
                                           float(fill))
         size = int(state["size"])
         if size:
             self.set(torch.arange(size), dict(state["columns"]))
+        self.complete.update(state["complete"])
 
 
 class TensorStorage(ColumnStorage):
@@ -297,8 +309,7 @@ class TensorStorage(ColumnStorage):
         return torch.full((rows, *spec.shape), spec.fill, dtype=spec.dtype, device=device)
 
     def _write(self, name: str, rows: Tensor, values: Tensor) -> None:
-        column = self.columns[name]
-        column.index_copy_(0, rows.to(column.device), values)
+        self.columns[name].index_copy_(0, rows, values)
 
     def _read(self, name: str, rows: Tensor) -> Tensor:
         column = self.columns[name]
