@@ -1,12 +1,5 @@
-"""Saving a whole run to one file, reading it back safely, and resuming from it exactly.
-
-A checkpoint is built from ``strategy.state_dict()`` (model, optimiser with its
-momentum buffers, clock, the strategy's generator, and every plugin's state: the
-replay memory with its keys, order and generators, the evaluation history) plus
-a description of the run it belongs to: the run's configuration and the shapes of
-the model's tensors and the plugins' kinds. Resuming from it continues the run
-bit for bit as if it had never stopped.
-"""
+"""Saving a whole run to one file, reading it back safely, and resuming from it exactly
+(what a checkpoint holds: see :mod:`clreplay.checkpoint`)."""
 
 from __future__ import annotations
 
