@@ -21,8 +21,10 @@ from clreplay.replay.registry import (
     list_selections,
 )
 from clreplay.run import RunConfig, launch_experiment, run_experiment
+from clreplay.signals import sigterm_interrupts
 from clreplay.strategies.registry import METHODS, all_options, list_methods
 from clreplay.training.guards import NonFiniteLossError
+from clreplay.write_failures import RunWriteError
 
 _DEFAULTS = RunConfig()
 _RUN_FIELDS = set(RunConfig.__dataclass_fields__)
@@ -222,13 +224,15 @@ def _run(args: argparse.Namespace) -> int:
         config.validate(names=args.flag_names)  # before joining the group: every rank fails alike
         idist.init_from_env(device=config.device)
         try:
-            run_experiment(config, names=args.flag_names)
+            with sigterm_interrupts():
+                run_experiment(config, names=args.flag_names)
         finally:
             idist.teardown()
     elif nproc is not None and nproc > 1:
         launch_experiment(config, nproc, names=args.flag_names)
     else:
-        run_experiment(config, names=args.flag_names)  # every setting checked before any data is read
+        with sigterm_interrupts():  # a cluster's SIGTERM unwinds like Ctrl-C (exit 143)
+            run_experiment(config, names=args.flag_names)  # every setting checked before any data is read
     return 0
 
 
@@ -355,16 +359,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, TypeError, FileNotFoundError, FolderLockedError) as err:
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, FolderLockedError) as err:
         # Bad input of any kind (CheckpointError is a ValueError): one line, usage's status.
         print(f"clreplay: error: {err}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, RunWriteError) as err:  # the run failed: 1
         print(f"clreplay: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as err:
+    except KeyboardInterrupt as err:  # Ctrl-C (130) or SIGTERM (143)
         print(f"clreplay: {getattr(err, 'message', 'interrupted')}", file=sys.stderr)
-        return 130
+        return getattr(err, "exit_status", 130)
     except idist.LaunchError as err:
         print(f"clreplay: error: {err}", file=sys.stderr)
         return 1
