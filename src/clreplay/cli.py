@@ -136,7 +136,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    metavar=_metavar(groups),
                    help="groups the parametric policy splits the memory evenly over "
                    "(default: one group)")
-    p.add_argument("--online", action="store_true",
+    p.add_argument("--online", action=argparse.BooleanOptionalAction, default=None,
                    help="online replay (OnlineReplayPlugin): the memory is updated from every "
                    "mini-batch and replayed from the first experience on; use with --epochs 1 "
                    "for a single pass")
@@ -144,7 +144,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="add N memory samples to every mini-batch of --batch-size current "
                    "samples (default: offline replay balances each batch over experiences; "
                    "online replay adds --batch-size)")
-    p.add_argument("--task-balanced", action="store_true",
+    p.add_argument("--task-balanced", action=argparse.BooleanOptionalAction, default=None,
                    help="balance the memory part of each mini-batch over task labels")
     p.add_argument("--memmap-dir", default=None, metavar="DIR",
                    help="keep the memory in memory-mapped files in DIR, for memories larger "
@@ -157,7 +157,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", default=None, metavar="DIR",
                    help="folder to write results.json, logs and plots into; it must be empty "
                    "(or hold this run's files when resuming) unless --overwrite is given")
-    p.add_argument("--overwrite", action="store_true",
+    p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=None,
                    help="replace the files of an earlier run in --output (other files are kept)")
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="folder to save a checkpoint after each experience and resume from; "
@@ -179,8 +179,10 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 def flag_names(parser: argparse.ArgumentParser) -> dict:
     """RunConfig field -> the flag that sets it (``mem_size`` -> ``--mem-size``)."""
     fields = RunConfig.__dataclass_fields__
-    names = {action.dest: action.option_strings[-1] for action in parser._actions
-             if action.dest in fields and action.option_strings}
+    # --augment, not --no-augment: an on/off flag is named by what it turns on.
+    names = {action.dest: action.option_strings[0 if isinstance(action, argparse.BooleanOptionalAction)
+                                                else -1]
+             for action in parser._actions if action.dest in fields and action.option_strings}
     return {**names, "world_size": "--nproc"}  # set by --nproc (or torchrun's processes)
 
 
@@ -204,6 +206,25 @@ def _add_method_arguments(p) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    try:
+        return _run_settings(args)
+    except (ValueError, TypeError) as err:  # a setting the user did not type: say whence it came
+        raise _explained(err, args) from None
+
+
+def _explained(err: Exception, args: argparse.Namespace) -> Exception:
+    from clreplay.presets.origins import explain_origins, setting_origins
+
+    given = {k: v for k, v in vars(args).items() if k in _RUN_FIELDS}
+    try:
+        origins = setting_origins(given, preset=args.preset, config_file=args.config)
+    except (ValueError, TypeError, OSError):  # the preset or file is what is wrong
+        return err
+    options = {s for action in args.run_parser._actions for s in action.option_strings}
+    return explain_origins(err, origins, args.flag_names, options)
+
+
+def _run_settings(args: argparse.Namespace) -> int:
     from clreplay.presets import resolve_config
 
     given = {k: v for k, v in vars(args).items() if k in _RUN_FIELDS}
@@ -350,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments, handler, help_text, description = _SUBCOMMANDS[name]
         add_arguments(_subcommand(subparsers, name, handler, help=help_text, description=description))
     run_parser = subparsers.choices["run"]
-    run_parser.set_defaults(flag_names=flag_names(run_parser))
+    run_parser.set_defaults(flag_names=flag_names(run_parser), run_parser=run_parser)
     return parser
 
 

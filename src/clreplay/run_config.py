@@ -272,7 +272,9 @@ def _setting(n: Callable[[str], str], field_name: str, value) -> str:
     if not flag.startswith("--"):
         return f"{field_name}={value!r}"
     if isinstance(value, bool):
-        return flag if value != flag.startswith("--no-") else f"not {flag}"
+        if flag.startswith("--no-"):
+            return flag if not value else f"not {flag}"
+        return flag if value else f"--no-{flag[2:]}"
     return f"{flag} {value!r}"
 
 
