@@ -4,10 +4,12 @@ in the output folder. Nothing saved is lost: the last checkpoint stays intact an
 same command resumes to the results of a run that never failed."""
 
 import builtins
+import contextlib
 import errno
 import io
 import json
 import os
+import signal
 
 import pytest
 import torch
@@ -204,18 +206,38 @@ def test_unreadable_data_names_the_flag_and_the_file(tmp_path, capsys, monkeypat
                                        "permission denied (check the file's permissions and owner)\n")
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+class Blocked(BaseException):
+    """Raised by the alarm when a read blocks (no handler below catches it)."""
+
+
+@contextlib.contextmanager
+def within(seconds):
+    def expired(signum, frame):
+        raise Blocked(f"blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not hasattr(signal, "SIGALRM"), reason="needs FIFOs")
 def test_a_fifo_as_checkpoint_or_config_is_refused_without_blocking(tmp_path, capsys):
     ck = tmp_path / "ck"
     ck.mkdir()
     os.mkfifo(ck / CHECKPOINT_FILENAME)
-    code, _, err = run_cli(capsys, "--checkpoint-dir", str(ck))
+    with within(30):  # before: torch.load waited for a writer, forever
+        code, _, err = run_cli(capsys, "--checkpoint-dir", str(ck))
     assert code == 2
     assert err == (f"clreplay: error: checkpoint '{ck}/{CHECKPOINT_FILENAME}' must be a regular file, got a "
                    "FIFO (named pipe), which is never read (it could block or never end); name a regular "
                    "file instead\n")
     os.mkfifo(tmp_path / "c.toml")
-    code, _, err = run_cli(capsys, "--config", str(tmp_path / "c.toml"))
+    with within(30):
+        code, _, err = run_cli(capsys, "--config", str(tmp_path / "c.toml"))
     assert code == 2
     assert err.startswith(f"clreplay: error: config file '{tmp_path}/c.toml' must be a regular file, got a FIFO")
 

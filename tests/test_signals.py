@@ -27,19 +27,25 @@ def command(folder):
 
 
 def test_sigterm_interrupts_once_then_lets_the_clean_up_finish():
-    before = signal.getsignal(signal.SIGTERM)
+    def outside(signum, frame):  # reached only if the block's handler is missing
+        raise AssertionError("SIGTERM reached the handler outside the block")
+
+    before = signal.signal(signal.SIGTERM, outside)
     cleaned = False
-    with pytest.raises(Terminated) as info:
-        with sigterm_interrupts():
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(5)  # interrupted by the handler
-            finally:
-                os.kill(os.getpid(), signal.SIGTERM)  # a second one: ignored while unwinding
-                cleaned = True
+    try:
+        with pytest.raises(Terminated) as info:
+            with sigterm_interrupts():
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(5)  # interrupted by the handler
+                finally:
+                    os.kill(os.getpid(), signal.SIGTERM)  # a second one: ignored while unwinding
+                    cleaned = True
+        assert signal.getsignal(signal.SIGTERM) is outside  # restored on exit
+    finally:
+        signal.signal(signal.SIGTERM, before)
     assert cleaned and info.value.exit_status == SIGTERM_EXIT_STATUS == 143
     assert isinstance(info.value, KeyboardInterrupt) and info.value.message == "terminated (SIGTERM)"
-    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_sigterm_during_a_run_ends_like_ctrl_c_and_the_same_command_resumes(tmp_path):
