@@ -280,3 +280,32 @@ def test_a_resumed_run_removes_a_link_put_in_a_log_file_s_place(tmp_path, capsys
     assert code == 0, err
     assert elsewhere.read_text() == "x" * 10_000  # never truncated through the link
     assert not (out / "log.txt").is_symlink()
+
+
+# ------------------------------------------- interruptions outside the training loop
+def test_ctrl_c_while_writing_the_results_says_the_checkpoint_holds_the_whole_run(tmp_path, capsys, monkeypatch):
+    out, ck = tmp_path / "out", tmp_path / "ck"
+
+    def interrupted(results, folder):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "write_results", interrupted)
+    code, _, err = run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))
+    assert code == 130
+    assert err == (f"clreplay: interrupted after training, while writing the results; {ck}/{CHECKPOINT_FILENAME} "
+                   "holds the whole run: run the same command to write them\n")
+    monkeypatch.undo()
+    monkeypatch.setattr(run_module, "render_plots", lambda results, folder: [])
+    code, stdout, _ = run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))
+    assert code == 0 and "3 of 3 experiences already trained" in stdout
+    assert (out / "results.json").exists() and LOCK_FILENAME not in left_in(out)
+
+
+def test_ctrl_c_before_training_says_nothing_was_saved(tmp_path, capsys, monkeypatch):
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # during the untrained state's save
+
+    monkeypatch.setattr(run_module, "save_checkpoint", killed)
+    code, _, err = run_cli(capsys, "--checkpoint-dir", str(tmp_path / "ck"))
+    assert code == 130
+    assert err == "clreplay: interrupted before training started; nothing was saved (no checkpoint)\n"

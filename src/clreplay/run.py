@@ -194,7 +194,7 @@ def _run_locked(config: RunConfig, log, names, n) -> dict:
     if payload is not None:  # refused before the output folder is touched
         check_checkpoint(payload, config=config, n_experiences=benchmark.n_experiences,
                          source=str(saved_path))
-    append = False
+    append, strategy = False, None
     try:
         if config.output is not None and idist.is_main():
             append = prepare_output(config.output, flag=n("output"), overwrite=config.overwrite,
@@ -214,6 +214,23 @@ def _run_locked(config: RunConfig, log, names, n) -> dict:
         folders = {name: getattr(config, name) for name in ("checkpoint_dir", "output", "memmap_dir")}
         raise RunWriteError(describe_write_failure(err, folders, names=names,
                                                    checkpoint=saved_path)) from err
+    except KeyboardInterrupt as err:  # before or after the loop (which says more itself)
+        if isinstance(err, RunInterrupted):
+            raise
+        raise _interrupted_outside_training(err, benchmark, strategy, saved_path) from None
+
+
+def _interrupted_outside_training(err, benchmark, strategy, saved_path) -> RunInterrupted:
+    reason, status = getattr(err, "reason", "interrupted"), getattr(err, "exit_status", 130)
+    done = strategy is not None and strategy.clock.train_exp_counter >= benchmark.n_experiences
+    when = "after training, while writing the results" if done else "before training started"
+    if saved_path is None or not saved_path.exists():
+        return RunInterrupted(f"{reason} {when}; nothing was saved (no checkpoint)", status)
+    if done:
+        return RunInterrupted(f"{reason} {when}; {saved_path} holds the whole run: run the same "
+                              "command to write them", status)
+    return RunInterrupted(f"{reason} {when}; {saved_path} is as it was: run the same command to "
+                          "resume", status)
 
 
 def _metadata(strategy: BaseStrategy, config: RunConfig, logs: Optional[dict] = None) -> dict:
