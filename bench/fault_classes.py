@@ -56,6 +56,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))  # this checkout's clreplay, here and in the children
 sys.path.insert(0, str(HERE))
 import _hostile_inputs as inputs  # noqa: E402
+from _fault_points import child  # noqa: E402
 
 #: The runs resumed after a fault: 3 experiences of split_digits, checkpoints every 7 iterations.
 BASE = ["--epochs", "2", "--n-experiences", "3", "--hidden", "16", "--mem-size", "40", "--seed", "3"]
@@ -76,81 +77,6 @@ class Case:
     timeout: float = 120.0
     as_nobody: bool = False
     notes: Dict[str, object] = field(default_factory=dict)
-
-
-# ------------------------------------------------------------------ the child
-def child(point: str, argv: Sequence[str]) -> int:
-    """Run ``clreplay`` with ``argv`` after installing the fault ``point`` in this process."""
-    import builtins
-    import errno
-    import io
-
-    import torch
-
-    import clreplay.evaluation.loggers as loggers
-    from clreplay.cli import main
-
-    kind, _, arg = point.partition(":")
-    if kind == "save":  # torch.save failing at its arg-th call, as on a full disk
-        real, calls = torch.save, {"n": 0}
-
-        def save(obj, f, *a, **k):
-            calls["n"] += 1
-            if calls["n"] != int(arg):
-                return real(obj, f, *a, **k)
-            buffer = io.BytesIO()
-            real(obj, buffer)
-            f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-            try:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            except OSError:
-                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")  # noqa: B904
-
-        torch.save = save
-    elif kind == "log":  # the loggers' files refuse writes once arg bytes are written
-        budget = {"left": int(arg)}
-
-        def open_full(path, *a, **k):
-            stream = builtins.open(path, *a, **k)
-            write = stream.write
-
-            def limited(text):
-                if budget["left"] < len(text):
-                    raise OSError(errno.ENOSPC, "No space left on device")
-                budget["left"] -= len(text)
-                return write(text)
-
-            stream.write = limited
-            return stream
-
-        loggers.open = open_full
-    elif kind == "memmap":  # a memory-mapped row write coming back short at its arg-th call
-        real_pwritev, calls = os.pwritev, {"n": 0}
-
-        def short(fd, buffers, offset):
-            calls["n"] += 1
-            written = real_pwritev(fd, buffers, offset)
-            return written - 1 if calls["n"] == int(arg) else written
-
-        os.pwritev = short
-    elif kind == "deny":  # open() of one file raising PermissionError, as chmod 000 does
-        real_open, real_os_open = builtins.open, os.open
-
-        def denied(path):
-            return isinstance(path, (str, os.PathLike)) and os.path.abspath(os.fspath(path)) == arg
-
-        def guarded_open(path, *a, **k):
-            if denied(path):
-                raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-            return real_open(path, *a, **k)
-
-        def guarded_os_open(path, *a, **k):
-            if denied(path):
-                raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-            return real_os_open(path, *a, **k)
-
-        builtins.open, os.open = guarded_open, guarded_os_open
-    return main(list(argv))
 
 
 # ----------------------------------------------------------------- the parent
