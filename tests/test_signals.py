@@ -16,7 +16,7 @@ from clreplay.signals import SIGTERM_EXIT_STATUS, Terminated, sigterm_interrupts
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
 
-ARGS = ["--epochs", "6", "--n-experiences", "4", "--mem-size", "60", "--hidden", "64", "--seed", "5",
+ARGS = ["--epochs", "10", "--n-experiences", "4", "--mem-size", "60", "--hidden", "64", "--seed", "5",
         "--checkpoint-every", "5"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -54,15 +54,20 @@ def test_sigterm_during_a_run_ends_like_ctrl_c_and_the_same_command_resumes(tmp_
     stopped = subprocess.Popen(command(tmp_path / "run"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=ENV)
     path = tmp_path / "run" / "ck" / CHECKPOINT_FILENAME
-    deadline = time.monotonic() + 120
-    while not (path.exists() and read_checkpoint(path)["strategy"]["clock"]["train_iterations"] > 0):
+    deadline, first = time.monotonic() + 120, None
+    while True:  # the untrained state is saved first; a new file (inode) is a save inside training
         assert stopped.poll() is None, stopped.communicate()
         assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.005)
+        inode = path.stat().st_ino if path.exists() else None
+        first = first or inode
+        if inode is not None and inode != first:
+            break
+        time.sleep(0.002)
     stopped.send_signal(signal.SIGTERM)
     _, err = stopped.communicate(timeout=60)
     assert stopped.returncode == 143, err
     assert err.startswith("clreplay: terminated (SIGTERM) during experience "), err
+    assert read_checkpoint(path)["strategy"]["clock"]["train_iterations"] > 0
     assert err.endswith(f"of 4; {path} holds the run up to its last save (every 5 iterations): run the same "
                         "command to resume\n"), err
     # Nothing left behind: no lock, no temporary file.
