@@ -24,7 +24,8 @@ a memory-mapped memory; add a line to test another method), this script
     python bench/fault_injection.py --only memmap online --seed 3
 
 Not part of the test run. Exits 1 if a configuration fails (a start that errs, a
-different matrix, a duplicated log row or a leaked file).
+different matrix, a duplicated log row or a leaked file). The other fault classes (full
+disks, SIGTERM, unreadable files, FIFOs, decompression bombs) are bench/fault_classes.py's.
 """
 
 from __future__ import annotations

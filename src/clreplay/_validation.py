@@ -41,9 +41,18 @@ def check_optional_positive_int(name: str, value: Any) -> int | None:
     return None if value is None else check_positive_int(name, value)
 
 
+#: The largest seed: seeds are ints in [0, 2**63 - 1] (what a torch generator holds).
+MAX_SEED = 2**63 - 1
+
+
 def check_seed(name: str, value: Any) -> int | None:
-    """Seeds are None or non-negative ints (what ``torch.Generator.manual_seed`` takes)."""
-    return None if value is None else check_int(name, value, minimum=0)
+    """Seeds are None or ints in [0, 2**63 - 1] (what ``torch.Generator.manual_seed`` takes)."""
+    if value is None:
+        return None
+    value = check_int(name, value, minimum=0)
+    if value > MAX_SEED:
+        raise ValueError(f"{name} must be an int in [0, 2**63 - 1], got {value}")
+    return value
 
 
 def check_positive_float(name: str, value: Any) -> float:

@@ -15,8 +15,10 @@ from clreplay.options import Option
 from clreplay.replay.registry import POLICIES, SELECTIONS
 from clreplay.run import RunConfig, launch_experiment, run_experiment
 from clreplay.run_config import RUN_OPTIONS
+from clreplay.signals import sigterm_interrupts
 from clreplay.strategies.registry import METHODS
 from clreplay.training.guards import NonFiniteLossError
+from clreplay.write_failures import RunWriteError
 
 _DEFAULTS = RunConfig()
 _RUN_FIELDS = set(RunConfig.__dataclass_fields__)
@@ -128,6 +130,25 @@ def flag_names(parser: argparse.ArgumentParser) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
+    try:
+        return _run_settings(args)
+    except (ValueError, TypeError) as err:  # a setting the user did not type: say whence it came
+        raise _explained(err, args) from None
+
+
+def _explained(err: Exception, args: argparse.Namespace) -> Exception:
+    from clreplay.presets.origins import explain_origins, setting_origins
+
+    given = {k: v for k, v in vars(args).items() if k in _RUN_FIELDS}
+    try:
+        origins = setting_origins(given, preset=args.preset, config_file=args.config)
+    except (ValueError, TypeError, OSError):  # the preset or file is what is wrong
+        return err
+    options = {s for action in args.run_parser._actions for s in action.option_strings}
+    return explain_origins(err, origins, args.flag_names, options)
+
+
+def _run_settings(args: argparse.Namespace) -> int:
     from clreplay.presets import resolve_config
 
     given = {k: v for k, v in vars(args).items() if k in _RUN_FIELDS}
@@ -148,13 +169,15 @@ def _run(args: argparse.Namespace) -> int:
         config.validate(names=args.flag_names)  # before joining the group: every rank fails alike
         idist.init_from_env(device=config.device)
         try:
-            run_experiment(config, names=args.flag_names)
+            with sigterm_interrupts():
+                run_experiment(config, names=args.flag_names)
         finally:
             idist.teardown()
     elif nproc is not None and nproc > 1:
         launch_experiment(config, nproc, names=args.flag_names)
     else:
-        run_experiment(config, names=args.flag_names)  # every setting checked before any data is read
+        with sigterm_interrupts():  # a cluster's SIGTERM unwinds like Ctrl-C (exit 143)
+            run_experiment(config, names=args.flag_names)  # every setting checked before any data is read
     return 0
 
 
@@ -272,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments, handler, help_text, description = _SUBCOMMANDS[name]
         add_arguments(_subcommand(subparsers, name, handler, help=help_text, description=description))
     run_parser = subparsers.choices["run"]
-    run_parser.set_defaults(flag_names=flag_names(run_parser))
+    run_parser.set_defaults(flag_names=flag_names(run_parser), run_parser=run_parser)
     return parser
 
 
@@ -281,16 +304,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, TypeError, FileNotFoundError, FolderLockedError) as err:
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, FolderLockedError) as err:
         # Bad input of any kind (CheckpointError is a ValueError): one line, usage's status.
         print(f"clreplay: error: {err}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, RunWriteError) as err:  # the run failed: 1
         print(f"clreplay: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as err:
+    except KeyboardInterrupt as err:  # Ctrl-C (130) or SIGTERM (143)
         print(f"clreplay: {getattr(err, 'message', 'interrupted')}", file=sys.stderr)
-        return 130
+        return getattr(err, "exit_status", 130)
     except idist.LaunchError as err:
         print(f"clreplay: error: {err}", file=sys.stderr)
         return 1

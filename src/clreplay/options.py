@@ -53,6 +53,9 @@ class Option:
     path: bool = False
     #: The command-line flag, when it is not ``--name`` (``world_size`` is ``--nproc``).
     cli_flag: Optional[str] = None
+    #: How an out-of-range value's message states the range, when the bounds read better
+    #: in words (``"an int in [0, 2**63 - 1]"``).
+    range_text: Optional[str] = None
 
     def __post_init__(self) -> None:
         kind = self.kind
@@ -146,9 +149,13 @@ class Option:
         if self.kind is float and not math.isfinite(value):
             raise ValueError(f"{label} must be {self.expected()}, got {shown!r}")
         low, high = self.minimum, self.maximum
-        if low is not None and (value < low or (self.open_minimum and value == low)):
+        too_low = low is not None and (value < low or (self.open_minimum and value == low))
+        too_high = high is not None and (value > high or (self.open_maximum and value == high))
+        if (too_low or too_high) and self.range_text:
+            raise ValueError(f"{label} must be {self.range_text}, got {shown!r}")
+        if too_low:
             raise ValueError(f"{label} must be {self.expected()}, got {shown!r}")
-        if high is not None and (value > high or (self.open_maximum and value == high)):
+        if too_high:
             bound = f"below {self.kind(high)}" if self.open_maximum else f"at most {self.kind(high)}"
             raise ValueError(f"{label} must be {bound}, got {shown!r}")
         if self.choices is not None and value not in self.choices:

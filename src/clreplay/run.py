@@ -48,16 +48,18 @@ from clreplay.training.augmentation import AugmentationPlugin
 from clreplay.training.guards import NonFiniteLossGuard
 from clreplay.training.strategy import BaseStrategy, Naive
 from clreplay.workspace import check_folder, log_sizes, prepare_output
+from clreplay.write_failures import RunWriteError, closing_after, describe_write_failure
 
 __all__ = ["RunConfig", "RunInterrupted", "build_benchmark", "build_replay_plugin",
            "build_strategy", "format_matrix", "run_experiment"]
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; ``message`` says what was saved and how to resume."""
+    """Ctrl-C (or SIGTERM, see :mod:`clreplay.signals`) during a run; ``message`` says
+    what was saved and how to resume, ``exit_status`` is the command's (130, or 143)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, exit_status: int = 130) -> None:
         super().__init__(message)
-        self.message = message
+        self.message, self.exit_status = message, exit_status
 
 
 def build_benchmark(config: RunConfig) -> Benchmark:
@@ -142,6 +144,11 @@ def _build_benchmark(config: RunConfig, names) -> Benchmark:
         return build_benchmark(config)
     except (ValueError, TypeError) as err:
         raise renamed(err, names) from None
+    except OSError as err:  # unreadable data (permissions, I/O): named with the flag
+        if isinstance(err, FileNotFoundError):
+            raise
+        flag = (names or {}).get("data", "data")
+        raise ValueError(f"{flag} {config.data!r}: {err}") from None
 
 
 def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print,
@@ -181,28 +188,52 @@ def _run_locked(config: RunConfig, log, names, n) -> dict:
     saved_path = checkpoint_path(config.checkpoint_dir) if config.checkpoint_dir else None
     if saved_path is not None:
         remove_stale_temporaries(saved_path)  # of saves killed mid-write
-    payload = read_checkpoint(saved_path) if saved_path is not None and saved_path.exists() else None
+    try:
+        payload = read_checkpoint(saved_path) if saved_path is not None and saved_path.exists() else None
+    except OSError as err:  # unreadable (permissions, I/O): named with the flag
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"{n('checkpoint_dir')} {config.checkpoint_dir!r}: {err}") from None
     if payload is not None:  # refused before the output folder is touched
         check_checkpoint(payload, config=config, n_experiences=benchmark.n_experiences,
                          source=str(saved_path))
-    append = False
-    if config.output is not None and idist.is_main():
-        append = prepare_output(config.output, flag=n("output"), overwrite=config.overwrite,
-                                saved=None if payload is None else payload["metadata"],
-                                overwrite_flag=n("overwrite") + ("=True" if not names else ""))
-    if saved_path is not None and payload is None:
-        # The untrained state, saved before the loggers create any file: a run killed
-        # before its first experience ends resumes here, and the files it left in the
-        # output folder are known to be its own (the checkpoint names the folder).
-        untrained = build_strategy(replace(config, output=None), benchmark, append_logs=False)
-        _save(untrained, saved_path, config, logs={})
-        del untrained
-    strategy = build_strategy(config, benchmark, append_logs=append)
-    evaluator = strategy.evaluator
+    append, strategy = False, None
     try:
-        return _train(config, benchmark, strategy, payload, saved_path, log)
-    finally:
-        evaluator.close()
+        if config.output is not None and idist.is_main():
+            append = prepare_output(config.output, flag=n("output"), overwrite=config.overwrite,
+                                    saved=None if payload is None else payload["metadata"],
+                                    overwrite_flag=n("overwrite") + ("=True" if not names else ""))
+        if saved_path is not None and payload is None:
+            # The untrained state, saved before the loggers create any file: a run killed
+            # before its first experience ends resumes here, and the files it left in the
+            # output folder are known to be its own (the checkpoint names the folder).
+            untrained = build_strategy(replace(config, output=None), benchmark, append_logs=False)
+            _save(untrained, saved_path, config, logs={})
+            del untrained
+        strategy = build_strategy(config, benchmark, append_logs=append)
+        with closing_after(strategy.evaluator.close):
+            return _train(config, benchmark, strategy, payload, saved_path, log)
+    except OSError as err:  # a full disk, a quota, an I/O error: one line saying what to do
+        folders = {name: getattr(config, name) for name in ("checkpoint_dir", "output", "memmap_dir")}
+        raise RunWriteError(describe_write_failure(err, folders, names=names,
+                                                   checkpoint=saved_path)) from err
+    except KeyboardInterrupt as err:  # before or after the loop (which says more itself)
+        if isinstance(err, RunInterrupted):
+            raise
+        raise _interrupted_outside_training(err, benchmark, strategy, saved_path) from None
+
+
+def _interrupted_outside_training(err, benchmark, strategy, saved_path) -> RunInterrupted:
+    reason, status = getattr(err, "reason", "interrupted"), getattr(err, "exit_status", 130)
+    done = strategy is not None and strategy.clock.train_exp_counter >= benchmark.n_experiences
+    when = "after training, while writing the results" if done else "before training started"
+    if saved_path is None or not saved_path.exists():
+        return RunInterrupted(f"{reason} {when}; nothing was saved (no checkpoint)", status)
+    if done:
+        return RunInterrupted(f"{reason} {when}; {saved_path} holds the whole run: run the same "
+                              "command to write them", status)
+    return RunInterrupted(f"{reason} {when}; {saved_path} is as it was: run the same command to "
+                          "resume", status)
 
 
 def _metadata(strategy: BaseStrategy, config: RunConfig, logs: Optional[dict] = None) -> dict:
@@ -244,7 +275,6 @@ def _train(config, benchmark, strategy, payload, saved_path, log) -> dict:
     evaluator = strategy.evaluator
     evaluator.emit("run_start", {"benchmark": benchmark.name, "n_experiences": benchmark.n_experiences,
                                  "start": start, "config": asdict(config)})
-    matrix = evaluator.accuracy_matrix
     started = time.perf_counter()
     done = start
     try:
@@ -254,21 +284,25 @@ def _train(config, benchmark, strategy, payload, saved_path, log) -> dict:
             if saved_path is not None:
                 _save(strategy, saved_path, config)
             done += 1
-            seen = accuracy_on_seen(matrix)[-1]  # None: no test sample among the seen experiences
+            # Read from the evaluator each time: resuming inside an experience loads its
+            # history again (a list captured before train() would be stale).
+            seen = accuracy_on_seen(evaluator.accuracy_matrix)[-1]  # None: no test sample seen
             log(
                 f"experience {experience.current_experience + 1}/{benchmark.n_experiences} "
                 f"classes {experience.classes_in_this_experience}: "
                 f"accuracy on seen {'n/a' if seen is None else format(seen, '.3f')}, "
                 f"{format_experience_stats(evaluator.last_record)} ({time.perf_counter() - t0:.1f}s)"
             )
-    except KeyboardInterrupt:
-        where = f"interrupted during experience {done + 1} of {benchmark.n_experiences}"
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (clreplay.signals.Terminated)
+        status = getattr(err, "exit_status", 130)
+        where = (f"{getattr(err, 'reason', 'interrupted')} during experience {done + 1} of "
+                 f"{benchmark.n_experiences}")
         if saved_path is None:
-            raise RunInterrupted(f"{where}; nothing was saved (no checkpoint folder)") from None
+            raise RunInterrupted(f"{where}; nothing was saved (no checkpoint folder)", status) from None
         held = (f"the {done} finished experience(s)" if not config.checkpoint_every else
                 f"the run up to its last save (every {config.checkpoint_every} iterations)")
         raise RunInterrupted(f"{where}; {saved_path} holds {held}: "
-                             "run the same command to resume") from None
+                             "run the same command to resume", status) from None
     results = {
         "format_version": FORMAT_VERSION,
         "config": asdict(config),
@@ -288,7 +322,7 @@ def _train(config, benchmark, strategy, payload, saved_path, log) -> dict:
                "backward_transfer", "forward_transfer")
     evaluator.emit("run_end", {**{key: results[key] for key in metrics},
                                "total_s": results["timing"]["total_s"]})
-    log("\n" + format_matrix(matrix))
+    log("\n" + format_matrix(results["accuracy_matrix"]))
     log("\n" + format_metrics(results))
     if config.output and idist.is_main():
         evaluator.close()  # complete log files before results.json says the run is done

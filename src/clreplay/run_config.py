@@ -78,7 +78,8 @@ RUN_OPTIONS = (
     Option("memmap_dir", None, "keep the memory in memory-mapped files in DIR, for memories larger than "
            "RAM, with a bounded resident set (the same results as in RAM; the files are removed as soon "
            "as they are mapped, so no run leaves any)", path=True),
-    Option("seed", 0, "seed of every random choice (same seed, same numbers)", minimum=0, maximum=2**63 - 1),
+    Option("seed", 0, "seed of every random choice (same seed, same numbers)", minimum=0, maximum=2**63 - 1,
+           range_text="an int in [0, 2**63 - 1]"),
     Option("device", "cpu", "torch device, e.g. cpu or cuda (checked before the run starts)"),
     Option("output", None, "folder to write results.json, logs and plots into; it must be empty (or hold "
            "this run's files when resuming) unless --overwrite is given", path=True),
@@ -301,7 +302,9 @@ def _setting(n: Callable[[str], str], field_name: str, value) -> str:
     if not flag.startswith("--"):
         return f"{field_name}={value!r}"
     if isinstance(value, bool):
-        return flag if value != flag.startswith("--no-") else f"not {flag}"
+        if flag.startswith("--no-"):
+            return flag if not value else f"not {flag}"
+        return flag if value else f"--no-{flag[2:]}"
     return f"{flag} {value!r}"
 
 

@@ -8,7 +8,8 @@ lifetime, never holding two runs' files mixed.
   (:data:`RUN_FILES`) and nothing else. A resumed run whose checkpoint was saved
   with this same output folder cuts its logs back to what the checkpoint covers
   (rows of attempts that were rolled back disappear) and removes the files written
-  after it.
+  after it. A symbolic link in a run file's place is removed itself, never followed:
+  what it points to is never truncated or deleted.
 * :func:`log_sizes` — what a checkpoint records about the logs, for that cut.
 """
 
@@ -57,8 +58,10 @@ def _files(folder: Path) -> List[Path]:
     found = []
     for name in RUN_FILES:
         path = folder / name
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file())
+        if path.is_symlink():  # a link is never followed: the link itself is the entry
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_symlink() or p.is_file())
         elif path.exists():
             found.append(path)
     return found
@@ -68,14 +71,16 @@ def log_sizes(output) -> Dict[str, int]:
     """Sizes in bytes of the run files in ``output`` (relative paths), taken when a
     checkpoint is saved; :func:`prepare_output` cuts the files back to them on resume."""
     folder = Path(output)
-    return {str(p.relative_to(folder)): p.stat().st_size for p in _files(folder)}
+    return {str(p.relative_to(folder)): p.stat().st_size for p in _files(folder) if not p.is_symlink()}
 
 
 def _remove_run_files(folder: Path) -> None:
     for name in RUN_FILES:
         path = folder / name
-        if path.is_dir():
-            shutil.rmtree(path)
+        if path.is_symlink():
+            path.unlink()  # the link, never what it points to
+        elif path.is_dir():
+            shutil.rmtree(path)  # removes links inside it without following them
         elif path.exists():
             path.unlink()
 
@@ -83,8 +88,10 @@ def _remove_run_files(folder: Path) -> None:
 def _truncate_to(folder: Path, sizes: Mapping[str, int]) -> None:
     for path in _files(folder):
         size = sizes.get(str(path.relative_to(folder)))
-        if size is None:
-            path.unlink()  # written after the checkpoint: by an attempt that was rolled back
+        if size is None or path.is_symlink():
+            # Written after the checkpoint (by an attempt that was rolled back), or a link
+            # put in a run file's place: removed itself, what a link points to untouched.
+            path.unlink()
         elif path.stat().st_size > size:
             os.truncate(path, size)
 

@@ -199,8 +199,8 @@ def test_non_gzip_gz_names_the_file(tmp_path):
 
 def test_corrupt_gz_names_the_file(tmp_path):
     target = tmp_path / "a.gz"
-    data = bytearray(gzip.compress(bytes(range(256)) * 8))
-    data[20:30] = b"\xff" * 10
+    data = bytearray(gzip.compress(b"\x00\x00\x08\x01" + struct.pack(">I", 2048) + bytes(range(256)) * 8))
+    data[-8:-4] = bytes(255 - b for b in data[-8:-4])  # the CRC of the inflated data
     target.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=rf"IDX file '{target}' is a corrupt gzip file"):
         read_idx(target)

@@ -10,9 +10,11 @@ the file, the split, the first bad sample.
 * :func:`remap_labels` maps sparse or 1-based labels (``{0, 5, 7, 100}``) to
   ``0..C-1`` in ascending order and returns the original label of each class, which
   a benchmark records (``Benchmark.original_labels``, and ``results.json``).
-* :func:`read_file_bytes` and :func:`open_npz` read a (gzipped) file or an
-  ``.npz`` archive, turning truncated, corrupt or mislabelled files into a
-  ``ValueError`` naming the file.
+* :func:`check_splits`: both splits hold samples, of one shape.
+* :func:`read_file_bytes` and :func:`open_npz` (from
+  :mod:`~clreplay.benchmarks.file_reading`) read a (gzipped) file or an ``.npz``
+  archive with every size checked against the file, turning truncated, corrupt,
+  oversized or mislabelled files into a ``ValueError`` naming the file.
 
 A loader written elsewhere calls them in the same way:
 
@@ -29,21 +31,19 @@ ValueError: x of the train split of 'a.npz' must be finite, got nan at sample 1 
 
 from __future__ import annotations
 
-import gzip
-import os
-import zipfile
-import zlib
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import math
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from clreplay.benchmarks.file_reading import open_npz, read_file_bytes  # noqa: F401  (re-exported)
+
 #: Samples checked at a time for non-finite values (bounds the check's extra memory).
 _CHUNK_ELEMENTS = 1 << 24
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+#: The largest label a LongTensor holds (a uint64 label beyond it would wrap negative).
+_MAX_LABEL = 2**63 - 1
 
 
 def _where(split: str, source: str) -> str:
@@ -117,6 +117,7 @@ def check_labels(y: Any, *, source: str = "", split: str = "train", length: Opti
         raise ValueError(
             f"{name} of {where} must give one label per sample ({length}), got {tensor.shape[0]}"
         )
+    _check_below_long_max(y, tensor, name, where)
     tensor = tensor.long()
     if tensor.numel() and int(tensor.min()) < 0:
         i = int(torch.nonzero(tensor < 0)[0])
@@ -124,6 +125,18 @@ def check_labels(y: Any, *, source: str = "", split: str = "train", length: Opti
             f"{name} of {where} must be non-negative class indices, got {int(tensor[i])} at sample {i}"
         )
     return tensor
+
+
+def _check_below_long_max(y: Any, tensor: Tensor, name: str, where: str) -> None:
+    """A uint64 label above ``2**63 - 1`` would wrap to a negative long: report its true value."""
+    if tensor.dtype != torch.uint64 or not tensor.numel():
+        return
+    array = y if isinstance(y, np.ndarray) else tensor.numpy()
+    too_large = np.flatnonzero(np.asarray(array).reshape(-1) > _MAX_LABEL)
+    if len(too_large):
+        i = int(too_large[0])
+        raise ValueError(f"{name} of {where} must be class indices below 2**63, got "
+                         f"{int(np.asarray(array).reshape(-1)[i])} at sample {i}")
 
 
 def checked_split(x: Any, y: Any, *, source: str = "", split: str = "train") -> Tuple[Tensor, Tensor]:
@@ -137,7 +150,29 @@ def checked_split(x: Any, y: Any, *, source: str = "", split: str = "train") -> 
         raise TypeError(f"x of {where} must hold real numbers, got dtype {_dtype_name(x)}")
     y = check_labels(y, source=source, split=split, length=x.shape[0])
     check_finite(x, source=source, split=split)
-    return x.to(torch.float32).reshape(x.shape[0], -1), y
+    # Explicit width: reshape(n, -1) is ambiguous for a split of no sample (see check_splits).
+    return x.to(torch.float32).reshape(x.shape[0], math.prod(x.shape[1:])), y
+
+
+def check_splits(train_shape: Sequence[int], test_shape: Sequence[int], *, source: str = "",
+                 name: str = "x") -> None:
+    """Both splits hold at least one sample, and samples of one shape (``*_shape`` are
+    the splits' array shapes, samples first): a model built for the train split's
+    samples would fail on the first test batch, after a whole experience of training.
+    """
+    for split, shape in (("train", train_shape), ("test", test_shape)):
+        if len(shape) and shape[0] == 0:
+            raise ValueError(f"{name} of {_where(split, source)} must hold at least one sample, "
+                             f"got none (shape {tuple(int(d) for d in shape)})")
+    if tuple(train_shape[1:]) != tuple(test_shape[1:]):
+        raise ValueError(
+            f"{name} of {_where('test', source)} must hold samples of the train split's shape "
+            f"{tuple(int(d) for d in train_shape[1:])}, got {tuple(int(d) for d in test_shape[1:])}"
+        )
+
+
+def _listed(values: List[int], limit: int = 20) -> str:
+    return str(values) if len(values) <= limit else f"{str(values[:limit])[:-1]}, ...] ({len(values)})"
 
 
 def remap_labels(
@@ -149,93 +184,21 @@ def remap_labels(
     class ``c`` had in the data, or None when the labels already were ``0..C-1``
     (then the tensors are returned unchanged). A test label absent from the train
     split is a ValueError (its samples would drop out of every test experience).
+    The mapping costs memory in the number of samples and of distinct labels, not
+    in the labels' values (a label of ``2**40`` is one class like any other).
     """
-    classes = torch.unique(train_y)
-    unknown = torch.unique(test_y[~torch.isin(test_y, classes)]).tolist()
+    classes = torch.unique(train_y)  # sorted
+    if len(classes):
+        position = torch.searchsorted(classes, test_y).clamp_(max=len(classes) - 1)
+        known = classes[position] == test_y
+    else:
+        position, known = test_y, torch.zeros_like(test_y, dtype=torch.bool)
+    unknown = torch.unique(test_y[~known]).tolist()
     if unknown:
         raise ValueError(
             f"labels of the test split of {source!r} must be classes of the train split "
-            f"{classes.tolist()}, got also {unknown}"
+            f"{_listed(classes.tolist())}, got also {_listed(unknown)}"
         )
     if len(classes) == 0 or int(classes[-1]) == len(classes) - 1:
         return train_y, test_y, None
-    lookup = torch.full((int(classes[-1]) + 1,), -1, dtype=torch.long)
-    lookup[classes] = torch.arange(len(classes))
-    return lookup[train_y], lookup[test_y], classes.tolist()
-
-
-# ------------------------------------------------------------------- files
-def read_file_bytes(path: str | os.PathLike, *, what: str = "file") -> bytes:
-    """The bytes of ``path``, decompressed when it ends in ``.gz``.
-
-    A ``.gz`` file that is not gzip, is truncated or is corrupt is a ValueError
-    naming the file (instead of ``BadGzipFile``/``EOFError`` from deep in gzip).
-    """
-    path = Path(path)
-    if path.suffix != ".gz":
-        return path.read_bytes()
-    with open(path, "rb") as f:
-        head = f.read(2)
-    if head != _GZIP_MAGIC:
-        raise ValueError(
-            f"{what} {str(path)!r} must be gzip-compressed (its name ends in .gz), got a file "
-            f"starting with {head!r}; decompress it or remove the .gz suffix"
-        )
-    try:
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    except EOFError:
-        raise ValueError(
-            f"{what} {str(path)!r} is truncated: its gzip stream ends early (download it again)"
-        ) from None
-    except (gzip.BadGzipFile, zlib.error, OSError) as err:
-        raise ValueError(f"{what} {str(path)!r} is a corrupt gzip file: {err}") from None
-
-
-def open_npz(path: str | os.PathLike, keys: Sequence[str]) -> Dict[str, np.ndarray]:
-    """The arrays ``keys`` of the ``.npz`` archive ``path`` (no pickled objects).
-
-    A file that is not a zip archive (e.g. a text file named ``.npz``), a truncated or
-    corrupt archive, missing keys and arrays of Python objects are ValueErrors naming
-    the file.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"path must name an existing .npz file, got {str(path)!r}")
-    if path.is_dir():
-        raise ValueError(f"path must name an .npz file, got the folder {str(path)!r}")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head not in _ZIP_MAGICS:
-        raise ValueError(
-            f"path {str(path)!r} is not an npz archive (a zip of .npy arrays, as numpy.savez "
-            f"writes): it starts with {head!r}"
-        )
-    corrupt = (zipfile.BadZipFile, EOFError, zlib.error, ValueError, OSError)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except corrupt as err:
-        if isinstance(err, (FileNotFoundError, PermissionError)):
-            raise
-        raise ValueError(
-            f"path {str(path)!r} is not a readable npz archive (truncated or corrupt): {err}"
-        ) from None
-    with archive:
-        missing = [k for k in keys if k not in archive.files]
-        if missing:
-            raise ValueError(f"path {str(path)!r} must hold arrays {list(keys)}, missing {missing}")
-        arrays = {}
-        for key in keys:
-            try:
-                arrays[key] = archive[key]
-            except corrupt as err:
-                if isinstance(err, ValueError) and "pickle" in str(err):
-                    raise ValueError(
-                        f"{key} in {str(path)!r} must be an array of numbers, got Python objects "
-                        "(dtype=object), which are never unpickled"
-                    ) from None
-                raise ValueError(
-                    f"{key} in {str(path)!r} is not a readable array (truncated or corrupt "
-                    f"archive): {err}"
-                ) from None
-    return arrays
+    return torch.searchsorted(classes, train_y), position, classes.tolist()

@@ -9,9 +9,11 @@ them. Images are kept as ``uint8`` tensors ``(N, 3, 32, 32)``.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -19,10 +21,19 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from clreplay.benchmarks.checks import check_labels, check_splits, remap_labels
+from clreplay.benchmarks.file_reading import read_up_to
 from clreplay.benchmarks.safe_pickle import read_cifar_pickle
 from clreplay.benchmarks.scenarios import class_incremental
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.data.experience import Benchmark
+from clreplay.input_files import check_regular_file, open_regular, read_regular, unreadable
+
+#: The largest batch file read (the largest official one, CIFAR-100's ``train``, is
+#: 155 MB): a corrupt archive or header declaring more is refused before it is read.
+MAX_BATCH_BYTES = 256 * 2**20
+#: Members looked through for the batch files (the official archives hold 8 or 5).
+MAX_ARCHIVE_MEMBERS = 10_000
 
 #: SHA-256 of the official archives, as published with Keras's ``cifar10.load_data``
 #: / ``cifar100.load_data`` (``file_hash=``) and torchvision's prototype CIFAR datasets.
@@ -63,7 +74,7 @@ CIFAR100 = CifarFormat(
 def sha256_of(path: Union[str, os.PathLike]) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, what="archive") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -71,13 +82,16 @@ def sha256_of(path: Union[str, os.PathLike]) -> str:
 
 def _locate(root: Path, fmt: CifarFormat) -> Path:
     """The archive or the batch folder that ``root`` names or holds."""
-    if root.is_file():
+    if root.exists() and not root.is_dir():
+        check_regular_file(root, what=f"{fmt.name} archive")  # no FIFO, no device
         return root
     if root.is_dir():
+        # exists(), not is_file(): a batch that is a FIFO or a folder is refused by name.
         for candidate in (root, root / fmt.folder):
-            if all((candidate / n).is_file() for n in fmt.train_files + fmt.test_files):
+            if all((candidate / n).exists() for n in fmt.train_files + fmt.test_files):
                 return candidate
-        if (root / fmt.archive).is_file():
+        if (root / fmt.archive).exists():
+            check_regular_file(root / fmt.archive, what=f"{fmt.name} archive")
             return root / fmt.archive
     raise FileNotFoundError(
         f"root must be {fmt.name}'s {fmt.archive}, its {fmt.folder}/ folder or a folder "
@@ -106,26 +120,45 @@ def _check_sha256(path: Path, fmt: CifarFormat, check_sha256: Union[bool, str]) 
 def _read_members(path: Path, fmt: CifarFormat) -> Dict[str, bytes]:
     names = fmt.train_files + fmt.test_files
     if path.is_dir():
-        return {n: (path / n).read_bytes() for n in names}
-    try:
-        archive = tarfile.open(path, "r:*")
-    except tarfile.TarError as err:
-        raise ValueError(f"root must be a (gzipped) tar archive, got {str(path)!r}: {err}") from None
-    with archive:
-        out = {}
-        for n in names:
-            member_name = f"{fmt.folder}/{n}"
-            try:
-                member = archive.getmember(member_name)
-            except KeyError:
-                raise ValueError(f"archive {str(path)!r} must hold {member_name}, got no such member") from None
-            if not member.isfile():
-                raise ValueError(f"archive member {member_name} must be a regular file")
-            out[n] = archive.extractfile(member).read()
-        return out
+        return {n: read_regular(path / n, what=f"{fmt.name} batch file", limit=MAX_BATCH_BYTES)
+                for n in names}
+    wanted = {f"{fmt.folder}/{n}": n for n in names}
+    out: Dict[str, bytes] = {}
+    with open_regular(path, what=f"{fmt.name} archive") as raw:
+        try:
+            with tarfile.open(fileobj=raw, mode="r:*") as archive:
+                for count, member in enumerate(archive):
+                    if count >= MAX_ARCHIVE_MEMBERS:
+                        raise ValueError(f"archive {str(path)!r} must hold the {fmt.name} batches "
+                                         f"among its first {MAX_ARCHIVE_MEMBERS:,} members")
+                    name = wanted.get(member.name)
+                    if name is None:
+                        continue
+                    if not member.isfile():
+                        raise ValueError(f"archive member {member.name} must be a regular file")
+                    if member.size > MAX_BATCH_BYTES:
+                        raise ValueError(f"archive member {member.name} of {str(path)!r} must be at "
+                                         f"most {MAX_BATCH_BYTES:,} bytes, its header declares "
+                                         f"{member.size:,}: the archive is corrupt")
+                    data = read_up_to(archive.extractfile(member), member.size)
+                    if len(data) != member.size:
+                        raise EOFError(f"member {member.name} ends early")
+                    out[name] = bytes(data)
+                    if len(out) == len(names):
+                        break
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise ValueError(f"root must be a readable (gzipped) tar archive, got {str(path)!r}, "
+                             f"which is truncated or corrupt ({type(err).__name__}: {err}): "
+                             "download it again") from None
+        except OSError as err:
+            raise unreadable(path, f"{fmt.name} archive", err) from None
+    missing = [f"{fmt.folder}/{n}" for n in names if n not in out]
+    if missing:
+        raise ValueError(f"archive {str(path)!r} must hold {missing[0]}, got no such member")
+    return out
 
 
-def _batch(data: bytes, fmt: CifarFormat, source: str) -> Tuple[np.ndarray, np.ndarray]:
+def _batch(data: bytes, fmt: CifarFormat, source: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
     batch = read_cifar_pickle(data, source=source)
     missing = [k for k in ("data", fmt.label_key) if k not in batch]
     if missing:
@@ -135,31 +168,39 @@ def _batch(data: bytes, fmt: CifarFormat, source: str) -> Tuple[np.ndarray, np.n
             or images.shape[1] != 3072:
         raise ValueError(f"{source}: data must be a uint8 array (N, 3072), got "
                          f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}")
-    labels = np.asarray(labels)
+    # An empty batch's [] would read as float64: no label is an int label.
+    labels = np.asarray(labels) if len(labels) else np.zeros(0, np.int64)
     if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(images):
         raise ValueError(f"{source}: {fmt.label_key} must hold one int label per image "
                          f"({len(images)}), got {labels.dtype} {labels.shape}")
+    labels = check_labels(labels, source=source, split=split, name=fmt.label_key).numpy()
     if len(labels) and (labels.min() < 0 or labels.max() >= fmt.n_classes):
         raise ValueError(f"{source}: {fmt.label_key} must lie in [0, {fmt.n_classes}), "
                          f"got values in [{labels.min()}, {labels.max()}]")
     return images, labels
 
 
-def _load(root, fmt: CifarFormat, check_sha256) -> Tuple[ClassificationDataset, ClassificationDataset]:
+def _load(root, fmt: CifarFormat, check_sha256) -> Tuple[ClassificationDataset, ClassificationDataset,
+                                                         Optional[List[int]]]:
     if not isinstance(check_sha256, (bool, str)):
         raise TypeError(f"check_sha256 must be a bool or a hex digest, got {check_sha256!r}")
     path = _locate(Path(root), fmt)
     _check_sha256(path, fmt, check_sha256)
     files = _read_members(path, fmt)
-    splits: List[ClassificationDataset] = []
-    for names in (fmt.train_files, fmt.test_files):
-        parts = [_batch(files[n], fmt, f"{path}/{n}" if path.is_dir() else f"{path}:{n}") for n in names]
+    splits: List[tuple] = []
+    for split, names in (("train", fmt.train_files), ("test", fmt.test_files)):
+        parts = [_batch(files[n], fmt, f"{path}/{n}" if path.is_dir() else f"{path}:{n}", split)
+                 for n in names]
         images = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts]).astype(np.int64)
         # Rows are 1024 red, 1024 green then 1024 blue values, each plane row-major.
         x = torch.from_numpy(images.reshape(len(images), 3, 32, 32).copy())
-        splits.append(ClassificationDataset(x, torch.from_numpy(labels)))
-    return splits[0], splits[1]
+        splits.append((x, torch.from_numpy(labels)))
+    (x_train, y_train), (x_test, y_test) = splits
+    check_splits(x_train.shape, x_test.shape, source=str(path))
+    # The same label checks and mapping as every loader (a subset of the classes: 0..C-1).
+    y_train, y_test, original = remap_labels(y_train, y_test, source=str(path))
+    return ClassificationDataset(x_train, y_train), ClassificationDataset(x_test, y_test), original
 
 
 def load_cifar10_datasets(root, *, check_sha256: Union[bool, str] = False):
@@ -168,21 +209,22 @@ def load_cifar10_datasets(root, *, check_sha256: Union[bool, str] = False):
     ``check_sha256=True`` first compares the archive with its published SHA-256
     (a hex string compares with that digest instead).
     """
-    return _load(root, CIFAR10, check_sha256)
+    return _load(root, CIFAR10, check_sha256)[:2]
 
 
 def load_cifar100_datasets(root, *, check_sha256: Union[bool, str] = False):
     """(train, test) of CIFAR-100 with its 100 fine labels; see :func:`load_cifar10_datasets`."""
-    return _load(root, CIFAR100, check_sha256)
+    return _load(root, CIFAR100, check_sha256)[:2]
 
 
 def _split(fmt: CifarFormat, name: str, root, n_experiences, task_labels, class_order, seed,
            check_sha256) -> Benchmark:
-    train, test = _load(root, fmt, check_sha256)
+    train, test, original = _load(root, fmt, check_sha256)
     bench = class_incremental(
         train, test, n_experiences, task_labels=task_labels, class_order=class_order, seed=seed
     )
     bench.name, bench.mean, bench.std = name, fmt.mean, fmt.std
+    bench.original_labels = original
     return bench
 
 

@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-from clreplay.benchmarks.files import load_idx_images
-from clreplay.benchmarks.scenarios import class_incremental
+from clreplay.benchmarks.files import _load_idx, _split
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.data.experience import Benchmark
 
@@ -37,18 +36,26 @@ def load_fashion_mnist_datasets(
 ) -> Tuple[ClassificationDataset, ClassificationDataset]:
     """(train, test): 60,000 and 10,000 ``uint8`` images ``(1, 28, 28)`` from ``root``
     (default :data:`FASHION_MNIST_DIR`); a FileNotFoundError saying how to get them
-    when they are absent."""
+    when they are absent. Labels are checked and mapped to ``0..C-1`` like every
+    loader's (:mod:`clreplay.benchmarks.files`)."""
+    train, test, _ = _load_idx(_folder(root), images=True)
+    return train, test
+
+
+def _folder(root: Optional[str | os.PathLike]) -> Path:
+    """The folder holding the four files, or a FileNotFoundError saying how to get them."""
     folder = FASHION_MNIST_DIR if root is None else Path(root)
-    if not fashion_mnist_files_present(folder):
-        missing = [n for n in FASHION_MNIST_FILES
-                   if not (folder / n).is_file() and not (folder / f"{n}.gz").is_file()]
+    # Present but not regular files (a FIFO, a folder) are refused by the reader, by name.
+    missing = [n for n in FASHION_MNIST_FILES
+               if not (folder / n).exists() and not (folder / f"{n}.gz").exists()]
+    if missing:
         raise FileNotFoundError(
             f"Fashion-MNIST not found: the folder {str(folder)!r} lacks {', '.join(missing)} "
             "(.gz or not). Install them with `apt-get install dataset-fashion-mnist` (into "
             f"{FASHION_MNIST_DIR}), or pass a folder holding the four files "
             "(--data DIR on the command line, root= in Python)."
         )
-    return load_idx_images(folder)
+    return folder
 
 
 def split_fashion_mnist(
@@ -60,10 +67,7 @@ def split_fashion_mnist(
     seed: Optional[int] = 0,
 ) -> Benchmark:
     """Class-incremental Fashion-MNIST: by default 5 experiences of 2 classes, images
-    kept as ``uint8`` ``(1, 28, 28)`` and scaled to [0, 1] by the model."""
-    train, test = load_fashion_mnist_datasets(root)
-    bench = class_incremental(
-        train, test, n_experiences, task_labels=task_labels, class_order=class_order, seed=seed
-    )
-    bench.name = "split_fashion_mnist"
-    return bench
+    kept as ``uint8`` ``(1, 28, 28)`` and scaled to [0, 1] by the model. Labels other
+    than ``0..9`` are mapped like every loader's and recorded in ``original_labels``."""
+    return _split(_load_idx(_folder(root), images=True), "split_fashion_mnist", n_experiences,
+                  task_labels, class_order, seed)

@@ -23,40 +23,16 @@ import torch
 from clreplay.benchmarks.checks import (
     check_finite,
     check_labels,
+    check_splits,
     checked_split,
-    open_npz,
-    read_file_bytes,
     remap_labels,
 )
+from clreplay.benchmarks.file_reading import open_npz, read_idx
 from clreplay.benchmarks.scenarios import class_incremental
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.data.experience import Benchmark
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (gzipped or not) into an array of its declared shape."""
-    path = Path(path)
-    data = read_file_bytes(path, what="IDX file")
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        hint = "; it looks gzip-compressed: name it *.gz" if data[:2] == b"\x1f\x8b" else ""
-        raise ValueError(f"path must be an IDX file, got {str(path)!r} with header {data[:4]!r}{hint}")
-    if len(data) < 4 + 4 * data[3]:
-        raise ValueError(f"path {str(path)!r} is truncated: its IDX header declares {data[3]} "
-                         f"dimensions but the file holds {len(data)} bytes")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    offset = 4 + 4 * ndim
-    expected = int(np.prod(dims)) * dtype.itemsize
-    if len(data) - offset != expected:
-        raise ValueError(
-            f"path {str(path)!r} declares shape {dims} ({expected} bytes) but holds "
-            f"{len(data) - offset} bytes of data"
-        )
-    return np.frombuffer(data, dtype=dtype, offset=offset).reshape(dims)
 
 
 def _find(root: Path, stem: str) -> Path:
@@ -71,12 +47,13 @@ def _load_idx(root: Path, *, images: bool = False):
     float vectors scaled to [0, 1], or with ``images`` ``uint8`` images ``(N, 1, H, W)``."""
     if not root.is_dir():
         raise FileNotFoundError(f"root must be a folder, got {str(root)!r}")
-    parts = []
+    parts, shapes = [], []
     for split, name in (("train", "train"), ("t10k", "test")):
         images_path = _find(root, f"{split}-images-idx3-ubyte")
         pixels = read_idx(images_path)
         labels = read_idx(_find(root, f"{split}-labels-idx1-ubyte"))
         source = str(images_path.parent)
+        shapes.append(pixels.shape)
         if not images:
             x, y = checked_split(pixels, labels, source=source, split=name)
             parts.append((x / 255.0, y))
@@ -88,6 +65,7 @@ def _load_idx(root: Path, *, images: bool = False):
         y = check_labels(labels, source=source, split=name, length=len(pixels))
         parts.append((torch.from_numpy(pixels.copy()).unsqueeze(1), y))
     (x_train, y_train), (x_test, y_test) = parts
+    check_splits(*shapes, source=str(root))
     y_train, y_test, original = remap_labels(y_train, y_test, source=str(root))
     return ClassificationDataset(x_train, y_train), ClassificationDataset(x_test, y_test), original
 
@@ -105,6 +83,7 @@ def _load_npz(path: Path):
     arrays = open_npz(path, _NPZ_KEYS)
     x_train, y_train = checked_split(arrays["x_train"], arrays["y_train"], source=str(path), split="train")
     x_test, y_test = checked_split(arrays["x_test"], arrays["y_test"], source=str(path), split="test")
+    check_splits(x_train.shape, x_test.shape, source=str(path))  # flattened: features must agree
     y_train, y_test, original = remap_labels(y_train, y_test, source=str(path))
     return ClassificationDataset(x_train, y_train), ClassificationDataset(x_test, y_test), original
 

@@ -4,8 +4,9 @@ The CIFAR "python version" archives hold pickled dicts of byte-string keys to nu
 arrays, lists, byte strings and ints. ``pickle.load`` would call whatever the file
 names; this reader's ``find_class`` hands out inert stand-ins for exactly the names
 a pickled numpy array uses (``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``,
-``numpy.dtype``; ``_codecs.encode`` and ``numpy._core.numeric._frombuffer`` as written
-by Python 3) and refuses every other name. The stand-ins only record their arguments;
+``numpy.dtype``; ``_codecs.encode``, ``__builtin__.bytes`` (for ``b""``) and
+``numpy._core.numeric._frombuffer`` as written by Python 3 at any protocol) and
+refuses every other name. The stand-ins only record their arguments;
 arrays are then built with ``np.frombuffer`` from a dtype checked against a short
 list of plain numeric types, and a shape checked against the data's length.
 """
@@ -64,6 +65,13 @@ def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    # Python 3 writes b"" at protocols 0-2 as a call of bytes() with no argument.
+    if args:
+        raise UnsafePickleError(f"bytes is accepted without arguments only (b''), got {len(args)}")
+    return b""
+
+
 def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> _PickledArray:
     # numpy's protocol-5 pickles: _frombuffer(buffer, dtype, shape, order).
     array = _PickledArray()
@@ -77,6 +85,8 @@ _ALLOWED = {
     ("numpy", "ndarray"): _NDArrayName,
     ("numpy", "dtype"): _PickledDtype,
     ("_codecs", "encode"): _codecs_encode,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("builtins", "bytes"): _empty_bytes,
     ("numpy.core.numeric", "_frombuffer"): _frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _frombuffer,
 }

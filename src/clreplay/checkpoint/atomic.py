@@ -55,7 +55,15 @@ def atomic_save(payload: dict, path: Path) -> None:
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
+                try:
+                    torch.save(payload, f)
+                except RuntimeError as err:
+                    # torch's writer reports a failed write (a full disk) as a RuntimeError
+                    # whose context is the OSError: raise that, naming the file.
+                    cause = err.__cause__ or err.__context__
+                    if isinstance(cause, OSError):
+                        raise OSError(cause.errno, cause.strerror or str(cause), tmp) from err
+                    raise
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)

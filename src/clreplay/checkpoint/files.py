@@ -31,6 +31,7 @@ from clreplay.checkpoint.format import (
     payload_digest,
     plain_json,
 )
+from clreplay.input_files import check_regular_file, unreadable
 from clreplay.training.strategy import BaseStrategy
 
 #: The file name used inside a checkpoint folder (``clreplay run --checkpoint-dir``).
@@ -108,6 +109,7 @@ def read_checkpoint(path: PathLike, *, map_location: Any = None) -> Dict[str, An
     path = check_path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    check_regular_file(path, what="checkpoint")  # a FIFO would block torch.load forever
     location: Callable | Any = _saved_device_or_cpu if map_location is None else map_location
     try:
         with warnings.catch_warnings():
@@ -125,7 +127,9 @@ def read_checkpoint(path: PathLike, *, map_location: Any = None) -> Dict[str, An
             "checkpoints are loaded with weights_only=True, so only tensors and plain data "
             "are accepted and no code from the file is ever run"
         ) from None
-    except (FileNotFoundError, PermissionError, KeyboardInterrupt, MemoryError):
+    except PermissionError as err:
+        raise unreadable(path, "checkpoint", err) from None
+    except (FileNotFoundError, KeyboardInterrupt, MemoryError):
         raise
     except Exception as err:  # a corrupt file fails anywhere in the zip reader or unpickler
         raise CheckpointError(

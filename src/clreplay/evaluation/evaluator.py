@@ -405,7 +405,11 @@ class EvaluationPlugin(StrategyPlugin):
                 f"missing {missing}, unexpected {unexpected}"
             )
         for key in _STATE_KEYS:
-            setattr(self, key, copy.deepcopy(state[key]))
+            value, current = copy.deepcopy(state[key]), getattr(self, key)
+            if isinstance(current, list) and isinstance(value, list):
+                current[:] = value  # in place: a list a caller holds stays this evaluator's
+            else:
+                setattr(self, key, value)
         self._reset_experience()
         progress = state["in_progress"]
         if progress is not None:

@@ -27,7 +27,10 @@ from typing import Any, Dict, List, Mapping, Optional
 import tomllib
 
 from clreplay._validation import check_choice
+from clreplay.input_files import read_regular
 
+#: The largest --config file read (a run's settings take a few hundred bytes).
+MAX_CONFIG_BYTES = 1 << 20
 #: Keys a preset file may hold besides RunConfig fields.
 METADATA_KEYS = ("description",)
 
@@ -80,9 +83,15 @@ def load_preset(name: str) -> Dict[str, Any]:
 def read_config_file(path: str | os.PathLike) -> Dict[str, Any]:
     """The settings in a user's TOML file (same keys as a preset)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"config must be a TOML file, got {str(path)!r}: no such file")
-    return _parse(path.read_text(encoding="utf-8"), f"config file {str(path)!r}")
+    data = read_regular(path, what="config file", limit=MAX_CONFIG_BYTES)  # no FIFO, no device
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"config file {str(path)!r} must be UTF-8 text (TOML), got byte "
+                         f"{data[err.start]:#04x} at offset {err.start}, which is not UTF-8") from None
+    return _parse(text, f"config file {str(path)!r}")
 
 
 def preset_text(name: str) -> str:
