@@ -170,9 +170,10 @@ class MemmapStorage(ColumnStorage):
     Each column is one :class:`MappedFile` (its name removed at once, so no run leaves
     a file behind), grown with the rows written like a storage in RAM: a memory of
     ``capacity`` rows holding a thousand samples takes a thousand rows of address
-    space and of disk, not ``capacity``. Rows of multi-dimensional columns are read
-    and written with ``preadv``/``pwritev`` (the resident set stays at a batch); the
-    label columns are small and are indexed through the mapping.
+    space and of disk, not ``capacity``. Rows are written with ``pwritev`` (a full disk
+    is an ``OSError``, never a ``SIGBUS`` from a write through the mapping) and rows of
+    multi-dimensional columns read with ``preadv`` (the resident set stays at a batch);
+    the label columns are small and are read through the mapping.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as folder:
@@ -189,11 +190,15 @@ class MemmapStorage(ColumnStorage):
 
     def _new_column(self, name: str, rows: int, spec: ColumnSpec, device: torch.device) -> Tensor:
         mapped = self.files[name] = MappedFile(self.directory, nbytes_of((rows, *spec.shape), spec.dtype))
-        column = mapped.tensor(spec.dtype, (rows, *spec.shape))
-        if spec.fill != 0 and column.numel():  # a new file reads zeros
-            column.fill_(spec.fill)
-            mapped.release()
-        return column
+        self._fill(mapped, 0, rows, spec)
+        return mapped.tensor(spec.dtype, (rows, *spec.shape))
+
+    @staticmethod
+    def _fill(mapped: "MappedFile", start: int, stop: int, spec: ColumnSpec) -> None:
+        """Rows ``[start, stop)`` take the column's fill (a new file reads zeros)."""
+        if spec.fill != 0 and stop > start:
+            mapped.write_rows(torch.arange(start, stop),
+                              torch.full((stop - start, *spec.shape), spec.fill, dtype=spec.dtype))
 
     def _grow(self, needed: int) -> None:
         """Extend every column's file (sparse: no copy, no block taken) and map it again."""
@@ -204,18 +209,12 @@ class MemmapStorage(ColumnStorage):
         for name, spec in self.specs.items():
             mapped = self.files[name]
             mapped.grow(nbytes_of((rows, *spec.shape), spec.dtype))
-            column = mapped.tensor(spec.dtype, (rows, *spec.shape))
-            if spec.fill != 0:
-                column[held:].fill_(spec.fill)
-                mapped.release()
-            self.columns[name] = column
+            self._fill(mapped, held, rows, spec)
+            self.columns[name] = mapped.tensor(spec.dtype, (rows, *spec.shape))
 
     def _write(self, name: str, rows: Tensor, values: Tensor) -> None:
-        column = self.columns[name]
-        if column.dim() > 1:
-            self.files[name].write_rows(rows, values)
-        else:
-            column.index_copy_(0, rows, values)
+        # Through the file, never the mapping: a full disk is then an OSError, not a SIGBUS.
+        self.files[name].write_rows(rows, values)
 
     def _read(self, name: str, rows: Tensor) -> Tensor:
         column = self.columns[name]
