@@ -137,8 +137,10 @@ def _locks(config: RunConfig, n: Callable[[str], str]) -> contextlib.ExitStack:
 def _build_benchmark(config: RunConfig, names) -> Benchmark:
     try:
         return build_benchmark(config)
-    except (ValueError, TypeError) as err:
-        raise renamed(err, names) from None
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        # The loaders name their argument (root, path); the run calls it data (--data).
+        data = (names or {}).get("data", "data")
+        raise renamed(err, {**(names or {}), "root": data, "path": data}) from None
 
 
 def run_experiment(config: RunConfig, *, log: Callable[[str], None] = print,

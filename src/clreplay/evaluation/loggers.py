@@ -93,7 +93,7 @@ class ProgressBarLogger(Logger):
             self._close_bar()
             self._bar = tqdm(
                 total=record["batches"],
-                desc=f"experience {record['experience']} epoch {record['epoch']}/{record['epochs']}",
+                desc=f"experience {record['experience'] + 1} epoch {record['epoch']}/{record['epochs']}",
                 unit="it",
                 file=self.file,
                 disable=self.disable,
@@ -160,15 +160,15 @@ class TextLogger(_StreamLogger):
     @staticmethod
     def _format(event: str, r: dict) -> Optional[str]:
         if event == "experience_start":
-            return (f"experience {r['experience']} starts: classes {r['classes']}, "
+            return (f"experience {r['experience'] + 1} starts: classes {r['classes']}, "
                     f"{r['samples']} samples, {r['batches']} batches x {r['epochs']} epochs")
         if event == "epoch_end":
-            return (f"experience {r['experience']} epoch {r['epoch']}/{r['epochs']}: "
+            return (f"experience {r['experience'] + 1} epoch {r['epoch']}/{r['epochs']}: "
                     f"loss {_fmt(r['loss'], '.4f')}, {r['samples_per_s']:.0f} samples/s, "
                     f"{r['seconds']:.2f} s")
         if event == "experience_end":
             row = " ".join(_fmt(a, ".3f") for a in r["accuracy"])
-            return (f"experience {r['experience']} done: accuracy [{row}], on seen "
+            return (f"experience {r['experience'] + 1} done: accuracy [{row}], on seen "
                     f"{_fmt(r['accuracy_on_seen'], '.4f')}; train loss {_fmt(r['train_loss'], '.4f')}, "
                     f"{r['samples_per_s']:.0f} samples/s; memory {r['memory']['size']} samples")
         if event in ("run_start", "run_end"):

@@ -138,7 +138,7 @@ class OnlineReplayPlugin(MemoryPlugin):
             source.memory_changed()
         check_replicated(policy, strategy, full=False, when=(
             f"step {strategy.clock.train_exp_iterations} of experience "
-            f"{strategy.experience.current_experience}"))
+            f"{strategy.experience.current_experience + 1}"))
 
     def _columns(self, strategy) -> Optional[Dict[str, Tensor]]:
         """:meth:`stored_columns` for the whole global batch: over several processes each
@@ -156,7 +156,7 @@ class OnlineReplayPlugin(MemoryPlugin):
         self._source = None
         # Every step was checked lightly; every byte once per experience.
         check_replicated(self.storage_policy, strategy,
-                         when=f"experience {strategy.experience.current_experience}")
+                         when=f"experience {strategy.experience.current_experience + 1}")
 
 
 class _BatchAsExperience:
