@@ -163,3 +163,19 @@ def test_default_loggers(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"log.txt", "events.jsonl"}
     with pytest.raises(ValueError, match="tensorboard=True needs an output folder, got output=None"):
         default_loggers(tensorboard=True)
+
+
+def test_metrics_requested_by_name_reach_the_text_and_interactive_loggers():
+    from clreplay.evaluation import InteractiveLogger
+
+    record = {"phase": "eval", "step": 12, "values": {"Top1_Acc_Stream/eval_phase/test_stream/Task000": 0.5,
+                                                     "Top1_Acc_MB/train_phase/train_stream/Task000": 1.0}}
+    stream = io.StringIO()
+    TextLogger(stream).log("metrics", record)
+    assert stream.getvalue().split("] ", 1)[1] == (
+        "eval metrics: Top1_Acc_MB/train_phase/train_stream/Task000 = 1.0000, "
+        "Top1_Acc_Stream/eval_phase/test_stream/Task000 = 0.5000\n")
+    out = io.StringIO()
+    InteractiveLogger(file=out, disable=True).log("metrics", record)
+    assert out.getvalue() == ("-- eval metrics (after 12 training iterations) --\n"
+                              "  Top1_Acc_Stream/eval_phase/test_stream/Task000 = 0.5000\n")  # no per-batch value
