@@ -152,7 +152,7 @@ def test_ctrl_c_ends_with_one_line_and_resumes_to_the_same_results(tmp_path, cap
         for e in map(json.loads, (ref / "events.jsonl").open()) if e["event"] != "run_start"]
     assert [e["start"] for e in events if e["event"] == "run_start"] == [0, 1]
     log = (out / "log.txt").read_text()
-    assert log.count("experience 1 starts") == 1 and log.count("experience 0 done") == 1
+    assert log.count("experience 2 starts") == 1 and log.count("experience 1 done") == 1  # numbered from 1
 
 
 def test_a_run_killed_in_its_first_experience_restarts_with_the_same_command(tmp_path, capsys, monkeypatch):

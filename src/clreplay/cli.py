@@ -14,7 +14,7 @@ from clreplay._validation import check_choice
 from clreplay.locking import FolderLockedError
 from clreplay.models.registry import MODELS
 from clreplay.options import Option
-from clreplay.replay.registry import POLICIES
+from clreplay.replay.registry import POLICIES, SELECTIONS
 from clreplay.run import RunConfig, launch_experiment, run_experiment
 from clreplay.run_config import RUN_OPTIONS
 from clreplay.strategies.registry import METHODS
@@ -75,7 +75,8 @@ def _subcommand(subparsers, name: str, handler, *, help: str, description: str):
 
 #: What a subcommand's help ends with.
 _EPILOGS = {"run": "`clreplay run --method NAME --help` lists the options of method NAME; "
-                   "`--benchmark NAME --help` and `--preset NAME --help` show their defaults."}
+                   "`--benchmark NAME --help` and `--preset NAME --help` show their defaults; "
+                   "`--policy NAME`, `--selection NAME` or `--model NAME` with --help describes NAME."}
 #: Usage lines shorter than argparse's list of every flag.
 _USAGES = {"run": "%(prog)s [-h] [--benchmark NAME] [--method NAME] [OPTION ...]"}
 #: How the command line shows a few options' values (metavars).
@@ -83,6 +84,8 @@ _METAVARS = {"benchmark": "NAME", "data": "PATH", "output": "DIR", "checkpoint_d
              "batch_size_mem": "N", "checkpoint_every": "N", "world_size": "N",
              "n_experiences": "N", "epochs": "N", "batch_size": "N", "mem_size": "N",
              "seed": "N", "width": "N", "hidden": "N"}
+#: The components whose registries describe a choice: ``--help`` describes the one in effect.
+_DESCRIBED = {"policy": POLICIES, "selection": SELECTIONS, "model": MODELS, "method": METHODS}
 #: The run's flags in groups, in the order ``--help`` shows them (by RunConfig field).
 _GROUPS = (
     ("data", ("benchmark", "data", "name", "n_experiences")),
@@ -113,16 +116,17 @@ def _add_option(p, option: Option, *, help_text: Optional[str] = None) -> None:
     p.add_argument(option.flag, **kwargs)
 
 
-def _add_run_arguments(p: argparse.ArgumentParser, *, method: str = "er") -> None:
+def _add_run_arguments(p: argparse.ArgumentParser, *, defaults: RunConfig = _DEFAULTS) -> None:
     """Every flag of ``clreplay run``, from the option records (the run's own,
-    :data:`~clreplay.run_config.RUN_OPTIONS`, and the models' and policies'), in groups;
-    the methods' options are listed for ``method`` only (the others still parse, and are
-    refused with any other method)."""
+    :data:`~clreplay.run_config.RUN_OPTIONS`, and the models' and policies'), in groups.
+    ``defaults`` are the settings the help describes: the model, policy, selection and
+    method in effect get their summary, and the method's options are listed for that
+    method only (the others still parse, and are refused with any other method)."""
     p.add_argument("--preset", default=None, metavar="NAME",
                    help="start from a shipped preset's settings (`clreplay presets`)")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="start from your own TOML file of settings (over --preset)")
-    records = {option.name: (option, option.help) for option in RUN_OPTIONS}
+    records = {option.name: (option, _described(option, defaults)) for option in RUN_OPTIONS}
     for registry, flag in ((MODELS, "--model"), (POLICIES, "--policy")):
         for takers in registry.options().values():
             option = takers[0][1]
@@ -141,15 +145,27 @@ def _add_run_arguments(p: argparse.ArgumentParser, *, method: str = "er") -> Non
                                    help=f"{text}, started here; leave it out under torchrun")
             else:
                 _add_option(group, option, help_text=text)
-    _add_method_options(p, method)
+    _add_method_options(p, defaults.method)
+
+
+def _described(option: Option, defaults: RunConfig) -> str:
+    """An option's help, with the summary of the component in effect for a choice of
+    components (``--policy``: ``class`` is ClassBalancedStoragePolicy ...)."""
+    registry = _DESCRIBED.get(option.name)
+    value = getattr(defaults, option.name, None) if registry is not None else None
+    if value is None:  # the policy before it is resolved: experience unless online
+        value = "reservoir" if option.name == "policy" and defaults.online else \
+            "experience" if option.name == "policy" else None
+    if value not in (registry or {}):
+        return option.help
+    return f"{option.help}; {value}: {registry[value].summary}"
 
 
 def _add_method_options(p: argparse.ArgumentParser, method: str) -> None:
     """The methods' own flags: ``method``'s in the help, with its defaults; the others hidden."""
     shown = {option.name for option in METHODS[method].options} if method in METHODS else set()
-    title = (f"options of --method {method}" if shown else
-             "method options (`clreplay run --method NAME --help` lists NAME's)")
-    group = p.add_argument_group(title)
+    group = p.add_argument_group(f"options of --method {method}", METHODS[method].summary) if shown \
+        else p.add_argument_group("method options")
     for takers in METHODS.options().values():
         option = takers[0][1]
         if option.name in shown:
@@ -330,39 +346,38 @@ _SUBCOMMANDS = {
 }
 
 
-def _help_context(argv: Sequence[str]) -> Tuple[RunConfig, str, Optional[str]]:
-    """What ``clreplay run ... --help`` describes: the settings of the ``--benchmark`` and
-    ``--preset`` typed beside ``--help`` (RunConfig's defaults without them), the
-    ``--method`` whose options it lists, and those words for its description (None: the
-    plain defaults). A name that does not exist leaves the plain defaults: the parser
-    itself then says what is wrong with it."""
+def _help_context(argv: Sequence[str]) -> Tuple[RunConfig, Optional[str]]:
+    """What ``clreplay run ... --help`` describes: the settings of the ``--benchmark``,
+    ``--preset``, ``--method``, ``--policy``, ``--selection`` and ``--model`` typed beside
+    ``--help`` (RunConfig's defaults without them), and those words for its description
+    (None: the plain defaults). A name that does not exist leaves the plain defaults: the
+    parser itself then says what is wrong with it."""
     argv = list(argv)
     if "run" not in argv or not {"-h", "--help"} & set(argv):
-        return _DEFAULTS, "er", None
+        return _DEFAULTS, None
     peek = argparse.ArgumentParser(add_help=False)
-    for flag in ("--benchmark", "--preset", "--method"):
+    for flag in ("--benchmark", "--preset", "--method", "--policy", "--selection", "--model"):
         peek.add_argument(flag)
     typed, _ = peek.parse_known_args(argv[argv.index("run") + 1:])
-    if typed.benchmark is None and typed.preset is None and typed.method is None:
-        return _DEFAULTS, "er", None
+    if all(value is None for value in vars(typed).values()):
+        return _DEFAULTS, None
     from clreplay.presets import resolve_config
     from clreplay.strategies.registry import resolve_method_options
 
+    given = {key: value for key, value in vars(typed).items() if value is not None and key != "preset"}
     try:
-        config = resolve_config({} if typed.benchmark is None else {"benchmark": typed.benchmark},
-                                preset=typed.preset)
-        config.method = typed.method or config.method
+        config = resolve_config(given, preset=typed.preset)
         config.method_options = resolve_method_options(config.method, config.method_options)
     except (ValueError, TypeError, KeyError):
-        return _DEFAULTS, "er", None
+        return _DEFAULTS, None
     what = [f"--{key} {value}" for key, value in vars(typed).items() if value is not None]
-    return config, config.method, " ".join(what)
+    return config, " ".join(what)
 
 
 def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
     """The ``clreplay`` parser. Given the command line, ``clreplay run --help`` shows the
     defaults of the ``--benchmark``/``--preset`` typed with it and ``--method``'s options."""
-    defaults, method, context = _help_context(argv or [])
+    defaults, context = _help_context(argv or [])
     parser = argparse.ArgumentParser(
         prog="clreplay", description="Continual learning by rehearsal (replay) on PyTorch."
     )
@@ -376,7 +391,7 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
             p.formatter_class = type("_RunHelpFormatter", (_HelpFormatter,), {"defaults": defaults})
             if context is not None:
                 p.description += f" The defaults shown are those of {context}."
-            add_arguments(p, method=method)
+            add_arguments(p, defaults=defaults)
         else:
             add_arguments(p)
     run_parser = subparsers.choices["run"]
