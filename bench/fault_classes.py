@@ -154,7 +154,7 @@ def judge(case: Case, outcome: Outcome) -> Optional[str]:
     if case.status == 0:
         return None if re.search(case.message, outcome.stdout) else f"stdout lacks {case.message!r}"
     lines = outcome.stderr.strip().splitlines()
-    if len(lines) != 1 or not lines[0].startswith("clreplay:"):
+    if len(lines) != 1 or not lines[0].startswith("clreplay run:"):
         return f"not one clreplay line: {outcome.stderr.strip()[-300:]}"
     return None if re.search(case.message, lines[0]) else f"message {lines[0][:300]!r} lacks {case.message!r}"
 
@@ -195,18 +195,18 @@ def disk_cases(work: Path, rng: random.Random, rounds: int, quick: bool) -> List
             folder = work / f"disk-save{at}-{r}"
             cases.append(Case("disk", f"torch.save fails at save {at}",
                               resumable(folder, ["--checkpoint-every", "7"]), 1,
-                              rf"^clreplay: error: --checkpoint-dir '.*': writing the checkpoint failed: "
+                              rf"^clreplay run: error: --checkpoint-dir '.*': writing the checkpoint failed: "
                               rf"No space left on device; ({ck_line})$", f"save:{at}", True))
         for budget in ([400] if quick else [rng.randint(100, 8000)]):
             folder = work / f"disk-log{budget}-{r}"
             cases.append(Case("disk", f"log files full after {budget} bytes", resumable(folder), 1,
-                              r"^clreplay: error: --output '.*': writing the run's logs and results "
+                              r"^clreplay run: error: --output '.*': writing the run's logs and results "
                               rf"failed: No space left on device; ({ck_line})$", f"log:{budget}", True))
         at = 2 if quick else rng.randint(1, 4)
         folder = work / f"disk-memmap{at}-{r}"
         cases.append(Case("disk", f"memory-mapped write short at call {at}",
                           resumable(folder, ["--memmap-dir", str(folder / "mm")]), 1,
-                          rf"^clreplay: error: --memmap-dir '.*': writing the memory-mapped replay memory "
+                          rf"^clreplay run: error: --memmap-dir '.*': writing the memory-mapped replay memory "
                           rf"failed: short write to .*; ({ck_line})$", f"memmap:{at}", True))
     return cases
 
@@ -218,7 +218,7 @@ def sigterm_cases(work: Path, rng: random.Random, rounds: int, quick: bool) -> L
         # Longer runs than the others': the signal lands inside training most of the time.
         case = Case("sigterm", f"SIGTERM #{r + 1}",
                     resumable(folder, ["--epochs", "8", "--checkpoint-every", "5"]), 143,
-                    r"^clreplay: terminated \(SIGTERM\) (during experience \d of 3; .* holds the run up "
+                    r"^clreplay run: terminated \(SIGTERM\) (during experience \d of 3; .* holds the run up "
                     r"to its last save \(every 5 iterations\): run the same command to resume|after "
                     r"training, while writing the results; .* holds the whole run: run the same command "
                     r"to write them)$", resume=True)
@@ -247,7 +247,7 @@ def unreadable_cases(work: Path, nobody: bool) -> List[Case]:
                       f"deny:{folder / 'c.toml'}"))
     folder = work / "unreadable-checkpoint"
     cases.append(Case("unreadable", "checkpoint", ["--checkpoint-dir", str(folder / "ck"), *BASE], 2,
-                      r"^clreplay: error: --checkpoint-dir '.*': checkpoint '.*' cannot be read: "
+                      r"^clreplay run: error: --checkpoint-dir '.*': checkpoint '.*' cannot be read: "
                       r"permission denied", f"deny:{folder / 'ck' / 'checkpoint.pt'}",
                       notes={"prepare": "checkpoint"}))
     if nobody:  # chmod 000 for real, read by a child running as nobody

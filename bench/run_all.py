@@ -1,7 +1,8 @@
 """Run every CPU benchmark (``bench_*.py``), each in a fresh process; print a summary table.
 
     python bench/run_all.py            # about 8 minutes on 2 cores (bench_distributed.py: 5)
-    python bench/run_all.py --quick    # seconds: checks that the scripts run
+    python bench/run_all.py --quick    # about a minute: checks that the scripts run, measures nothing
+    python bench/run_all.py --only bench_eval.py bench_herding.py
 
 The GPU check is separate: ``python bench/gpu_check.py`` on a machine with CUDA.
 Exit status 0 when every target is met (always 0 with ``--quick``).
@@ -9,6 +10,7 @@ Exit status 0 when every target is met (always 0 with ``--quick``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -22,13 +24,41 @@ SCRIPTS = FIRST + sorted(p.name for p in HERE.glob("bench_*.py") if p.name not i
 PREFIX = "BENCH-RESULT: "
 
 
+def summary(records, *, quick: bool) -> str:
+    """The summary table; under ``--quick`` the sizes measure nothing, and it says so.
+
+    >>> print(summary([{"name": "eval", "target": ">= 0.9", "value": 0.5, "unit": "x",
+    ...                 "passed": False}], quick=True).splitlines()[-1])
+    | eval | >= 0.9 | 0.50 x | not measured (quick) |
+    """
+    lines = ["| benchmark | target | measured | met |", "| --- | --- | --- | --- |"]
+    for r in records:
+        met = "not measured (quick)" if quick else "yes" if r["passed"] else "no"
+        lines.append(f"| {r['name']} | {r['target']} | {r['value']:.2f} {r['unit']} | {met} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    """run_all's own options; any other argument is passed to every script."""
+    parser = argparse.ArgumentParser(
+        description="Run every CPU benchmark (bench_*.py), each in a fresh process, and print a "
+        "summary of their targets. Arguments not listed here are passed to every script "
+        "(`python bench/bench_throughput.py --help` lists a script's own).",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes: checks that the scripts run, measures nothing")
+    parser.add_argument("--only", nargs="+", metavar="SCRIPT", choices=SCRIPTS, default=None,
+                        help="run these scripts only")
+    return parser.parse_known_args(argv)
+
+
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    quick = "--quick" in argv
+    args, passed = parse_args(sys.argv[1:] if argv is None else list(argv))
+    passed = (["--quick"] if args.quick else []) + passed
     records, failed = [], []
-    for script in SCRIPTS:
-        print(f"\n=== {script} {' '.join(argv)}", flush=True)
-        proc = subprocess.run([sys.executable, str(HERE / script), *argv],
+    for script in args.only or SCRIPTS:
+        print(f"\n=== {script} {' '.join(passed)}", flush=True)
+        proc = subprocess.run([sys.executable, str(HERE / script), *passed],
                               capture_output=True, text=True, cwd=HERE)
         for line in proc.stdout.splitlines():
             if line.startswith(PREFIX):
@@ -40,15 +70,11 @@ def main(argv=None) -> int:
             failed.append(script)
     machine = records[0]["machine"] if records else "?"
     print(f"\n## Summary ({machine})\n")
-    print("| benchmark | target | measured | met |")
-    print("| --- | --- | --- | --- |")
-    for r in records:
-        print(f"| {r['name']} | {r['target']} | {r['value']:.2f} {r['unit']} | "
-              f"{'yes' if r['passed'] else 'no'} |")
+    print(summary(records, quick=args.quick))
     if failed:
         print(f"\nscripts that failed to run: {', '.join(failed)}", file=sys.stderr)
         return 2
-    return 0 if quick or all(r["passed"] for r in records) else 1
+    return 0 if args.quick or all(r["passed"] for r in records) else 1
 
 
 if __name__ == "__main__":

@@ -14,15 +14,15 @@ CASE = Case("fifo", "FIFO as --config", [], 2, r"must be a regular file, got a F
 
 
 @pytest.mark.parametrize("outcome, verdict", [
-    (Outcome(2, "", "clreplay: error: config file 'c' must be a regular file, got a FIFO (named pipe)\n", 1, 0),
+    (Outcome(2, "", "clreplay run: error: config file 'c' must be a regular file, got a FIFO (named pipe)\n", 1, 0),
      None),
     (Outcome(None, "", "", 30, 0), "hung (killed after 30s)"),
     (Outcome(1, "", "Traceback (most recent call last):\n  ...\nOSError: boom\n", 1, 0), "traceback: OSError: boom"),
     (Outcome(0, "", "", 1, 0), "exit status 0, expected 2: "),
-    (Outcome(2, "", "clreplay: error: a\nclreplay: error: b\n", 1, 0),
-     "not one clreplay line: clreplay: error: a\nclreplay: error: b"),
-    (Outcome(2, "", "clreplay: error: something else\n", 1, 0),
-     "message 'clreplay: error: something else' lacks 'must be a regular file, got a FIFO'"),
+    (Outcome(2, "", "clreplay run: error: a\nclreplay run: error: b\n", 1, 0),
+     "not one clreplay line: clreplay run: error: a\nclreplay run: error: b"),
+    (Outcome(2, "", "clreplay run: error: something else\n", 1, 0),
+     "message 'clreplay run: error: something else' lacks 'must be a regular file, got a FIFO'"),
 ])
 def test_judge_accepts_one_matching_clreplay_line_only(outcome, verdict):
     assert judge(CASE, outcome) == verdict

@@ -39,10 +39,10 @@ def test_class_policy_with_herding(capsys):
 
 def test_bad_values_exit_with_a_clear_message(capsys):
     assert main(["run", "--mem-size", "0"]) == 2
-    assert capsys.readouterr().err == "clreplay: error: --mem-size must be a positive int, got 0\n"
+    assert capsys.readouterr().err == "clreplay run: error: --mem-size must be a positive int, got 0\n"
     assert main(["run", "--n-experiences", "11"]) == 2
     assert capsys.readouterr().err == (
-        "clreplay: error: --n-experiences must be at most the number of classes (10), got 11\n")
+        "clreplay run: error: --n-experiences must be at most the number of classes (10), got 11\n")
 
 
 def test_unknown_benchmark_is_refused(capsys):

@@ -19,7 +19,7 @@ def test_on_off_flags_are_named_by_what_they_turn_on(capsys):
     # Before: "--no-augment needs an image benchmark" for a user who typed --augment.
     code, _, err = run_cli(capsys, "--augment")
     assert code == 2
-    assert err == ("clreplay: error: --augment needs an image benchmark (split_cifar10, split_cifar100, "
+    assert err == ("clreplay run: error: --augment needs an image benchmark (split_cifar10, split_cifar100, "
                    "split_fashion_mnist, split_mnist), got --benchmark 'split_digits'\n")
     names = flag_names(build_parser()._subparsers._group_actions[0].choices["run"])
     assert (names["augment"], names["online"], names["replay"]) == ("--augment", "--online", "--no-replay")
@@ -28,14 +28,14 @@ def test_on_off_flags_are_named_by_what_they_turn_on(capsys):
 def test_a_preset_s_own_value_is_not_blamed_as_typed(tmp_path, capsys):
     code, _, err = run_cli(capsys, "--preset", "der_er_split_mnist", "--data", str(tmp_path), "--no-replay")
     assert code == 2
-    assert err == ("clreplay: error: --online must be False without replay, got --online with --no-replay; "
+    assert err == ("clreplay run: error: --online must be False without replay, got --online with --no-replay; "
                    "online = true comes from preset 'der_er_split_mnist', not from the command line: "
                    "--no-online overrides it\n")
     # The flag it names does override it: the next setting of the preset is the one refused.
     code, _, err = run_cli(capsys, "--preset", "der_er_split_mnist", "--data", str(tmp_path), "--no-replay",
                            "--no-online")
     assert code == 2
-    assert err == ("clreplay: error: --policy needs replay, got --policy 'reservoir' with --no-replay (no "
+    assert err == ("clreplay run: error: --policy needs replay, got --policy 'reservoir' with --no-replay (no "
                    "memory to fill); policy = \"reservoir\" comes from preset 'der_er_split_mnist', not from "
                    "the command line: --policy VALUE overrides it\n")
     code, _, err = run_cli(capsys, "--preset", "der_er_split_mnist", "--data", str(tmp_path), "--no-replay",
@@ -52,13 +52,13 @@ def test_a_config_file_s_and_a_benchmark_s_defaults_are_named_too(tmp_path, caps
     config.write_text("task_balanced = true\nreplay = false\n")
     code, _, err = run_cli(capsys, "--config", str(config))
     assert code == 2
-    assert err == (f"clreplay: error: --task-balanced needs replay, got --task-balanced with --no-replay (no "
+    assert err == (f"clreplay run: error: --task-balanced needs replay, got --task-balanced with --no-replay (no "
                    f"memory to fill); task_balanced = true comes from config file '{config}', not from the "
                    f"command line: --no-task-balanced overrides it; replay = false comes from config file "
                    f"'{config}', not from the command line: --replay overrides it\n")
     code, _, err = run_cli(capsys, "--benchmark", "split_cifar10", "--data", str(tmp_path), "--init", "xavier")
     assert code == 2
-    assert err == ("clreplay: error: --init applies to --model 'mlp', got --init 'xavier' with --model "
+    assert err == ("clreplay run: error: --init applies to --model 'mlp', got --init 'xavier' with --model "
                    "'resnet18'; model = \"resnet18\" comes from the defaults of benchmark 'split_cifar10' "
                    "(preset 'split_cifar10'), not from the command line: --model VALUE overrides it\n")
 
@@ -66,7 +66,7 @@ def test_a_config_file_s_and_a_benchmark_s_defaults_are_named_too(tmp_path, caps
 def test_typed_flags_get_no_note(capsys):
     code, _, err = run_cli(capsys, "--no-replay", "--online")
     assert code == 2
-    assert err == "clreplay: error: --online must be False without replay, got --online with --no-replay\n"
+    assert err == "clreplay run: error: --online needs replay, got --online with --no-replay (no memory to fill)\n"
 
 
 @settings(max_examples=20, deadline=None, derandomize=True)
@@ -81,4 +81,4 @@ def test_the_largest_seed_runs_and_the_command_line_says_the_range(capsys):
     assert RunConfig(seed=2**63 - 1).validate().seed == 2**63 - 1
     code, _, err = run_cli(capsys, "--seed", "18446744073709551616")
     assert code == 2
-    assert err == "clreplay: error: --seed must be an int in [0, 2**63 - 1], got 18446744073709551616\n"
+    assert err == "clreplay run: error: --seed must be an int in [0, 2**63 - 1], got 18446744073709551616\n"

@@ -281,14 +281,14 @@ def test_a_memory_corrupted_on_one_rank_stops_both_with_the_first_differing_grou
     key = tiny_benchmark().train_stream[1].classes_in_this_experience[-1]
     for rank in (0, 1):
         assert two_ranks[rank]["corrupted"].startswith(
-            f"replay memory differs between ranks after experience 1: first differing group {key!r} "
+            f"replay memory differs between ranks after experience 2: first differing group {key!r} "
             f"(of 1 differing: [{key!r}]); rank {rank} holds ")
 
 
 def test_online_values_written_differently_on_one_rank_stop_both_at_that_step(two_ranks):
     for rank in (0, 1):
         assert two_ranks[rank]["diverging"] == (
-            "replay memory differs between ranks after step 3 of experience 0: first differing "
+            "replay memory differs between ranks after step 3 of experience 1: first differing "
             f"group 0 (of 1 differing: [0]); rank {rank} holds 20 samples in it")
 
 

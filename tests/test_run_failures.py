@@ -14,7 +14,8 @@ import signal
 import pytest
 import torch
 
-import clreplay.evaluation.loggers as loggers
+import clreplay.evaluation.loggers.base as logger_base
+import clreplay.evaluation.loggers.files as logger_files
 import clreplay.run as run_module
 from clreplay.checkpoint import CHECKPOINT_FILENAME
 from clreplay.cli import main
@@ -86,7 +87,7 @@ def test_a_full_disk_under_checkpoint_dir_is_one_line_and_the_same_command_resum
     else:
         tail = (f"the last checkpoint, '{ck}/{CHECKPOINT_FILENAME}', is intact: make room and run the "
                 "same command to resume")
-    assert err == f"clreplay: error: --checkpoint-dir '{ck}': writing the checkpoint failed: {ENOSPC}; {tail}\n"
+    assert err == f"clreplay run: error: --checkpoint-dir '{ck}': writing the checkpoint failed: {ENOSPC}; {tail}\n"
     if save.before is not None:  # the previous save, byte for byte
         assert (ck / CHECKPOINT_FILENAME).read_bytes() == save.before
     assert left_in(ck) == ([CHECKPOINT_FILENAME] if save.before is not None else [])  # no temporary, no lock
@@ -122,13 +123,16 @@ class FullDiskFiles:
 def test_a_full_disk_under_output_names_the_folder_and_the_run_resumes(
         tmp_path, capsys, monkeypatch, reference, budget):
     out, ck = tmp_path / "out", tmp_path / "ck"
-    monkeypatch.setattr(loggers, "open", FullDiskFiles(budget), raising=False)
+    full = FullDiskFiles(budget)  # one budget for every logger's files
+    for module in (logger_base, logger_files):
+        monkeypatch.setattr(module, "open", full, raising=False)
     code, _, err = run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))
     assert code == 1
-    assert err == (f"clreplay: error: --output '{out}': writing the run's logs and results failed: {ENOSPC}; "
+    assert err == (f"clreplay run: error: --output '{out}': writing the run's logs and results failed: {ENOSPC}; "
                    f"the last checkpoint, '{ck}/{CHECKPOINT_FILENAME}', is intact: make room and run the "
                    "same command to resume\n")
-    monkeypatch.delattr(loggers, "open")
+    for module in (logger_base, logger_files):
+        monkeypatch.delattr(module, "open")
     code, _, err = run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))
     assert code == 0, err
     assert matrix(out) == reference
@@ -137,7 +141,9 @@ def test_a_full_disk_under_output_names_the_folder_and_the_run_resumes(
 
 
 def test_a_full_disk_without_a_checkpoint_folder_says_nothing_was_saved(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(loggers, "open", FullDiskFiles(500), raising=False)
+    full = FullDiskFiles(500)
+    for module in (logger_base, logger_files):
+        monkeypatch.setattr(module, "open", full, raising=False)
     code, _, err = run_cli(capsys, "--output", str(tmp_path / "out"))
     assert code == 1
     assert err.endswith(f"{ENOSPC}; nothing was saved (no --checkpoint-dir): make room and run the "
@@ -157,7 +163,7 @@ def test_a_short_write_of_the_memory_mapped_memory_names_memmap_dir(tmp_path, ca
     args = ("--output", str(out), "--checkpoint-dir", str(ck), "--memmap-dir", str(mm))
     code, _, err = run_cli(capsys, *args)
     assert code == 1
-    assert err.startswith(f"clreplay: error: --memmap-dir '{mm}': writing the memory-mapped replay memory "
+    assert err.startswith(f"clreplay run: error: --memmap-dir '{mm}': writing the memory-mapped replay memory "
                           f"failed: short write to {mm}/")
     assert err.endswith(f"the last checkpoint, '{ck}/{CHECKPOINT_FILENAME}', is intact: make room and run "
                         "the same command to resume\n")
@@ -181,7 +187,7 @@ def test_an_unreadable_checkpoint_names_the_file_and_the_flag(tmp_path, capsys, 
     monkeypatch.setattr(builtins, "open", denied)
     code, out, err = run_cli(capsys, "--checkpoint-dir", str(ck))
     assert code == 2 and out == ""
-    assert err == (f"clreplay: error: --checkpoint-dir '{ck}': checkpoint '{target}' cannot be read: "
+    assert err == (f"clreplay run: error: --checkpoint-dir '{ck}': checkpoint '{target}' cannot be read: "
                    "permission denied (check the file's permissions and owner)\n")
 
 
@@ -202,7 +208,7 @@ def test_unreadable_data_names_the_flag_and_the_file(tmp_path, capsys, monkeypat
     monkeypatch.setattr(os, "open", denied)
     code = main(["run", "--benchmark", "split_npz", "--data", str(path), "--n-experiences", "2"])
     assert code == 2
-    assert capsys.readouterr().err == (f"clreplay: error: --data '{path}': npz file '{path}' cannot be read: "
+    assert capsys.readouterr().err == (f"clreplay run: error: --data '{path}': npz file '{path}' cannot be read: "
                                        "permission denied (check the file's permissions and owner)\n")
 
 
@@ -232,14 +238,14 @@ def test_a_fifo_as_checkpoint_or_config_is_refused_without_blocking(tmp_path, ca
     with within(30):  # before: torch.load waited for a writer, forever
         code, _, err = run_cli(capsys, "--checkpoint-dir", str(ck))
     assert code == 2
-    assert err == (f"clreplay: error: checkpoint '{ck}/{CHECKPOINT_FILENAME}' must be a regular file, got a "
+    assert err == (f"clreplay run: error: checkpoint '{ck}/{CHECKPOINT_FILENAME}' must be a regular file, got a "
                    "FIFO (named pipe), which is never read (it could block or never end); name a regular "
                    "file instead\n")
     os.mkfifo(tmp_path / "c.toml")
     with within(30):
         code, _, err = run_cli(capsys, "--config", str(tmp_path / "c.toml"))
     assert code == 2
-    assert err.startswith(f"clreplay: error: config file '{tmp_path}/c.toml' must be a regular file, got a FIFO")
+    assert err.startswith(f"clreplay run: error: config file '{tmp_path}/c.toml' must be a regular file, got a FIFO")
 
 
 def test_a_config_file_that_is_not_utf8_names_the_file(tmp_path, capsys):
@@ -247,7 +253,7 @@ def test_a_config_file_that_is_not_utf8_names_the_file(tmp_path, capsys):
     path.write_bytes("epochs = 1\n# r\xe9sum\xe9\n".encode("latin-1"))
     code, _, err = run_cli(capsys, "--config", str(path))
     assert code == 2
-    assert err == (f"clreplay: error: config file '{path}' must be UTF-8 text (TOML), got byte 0xe9 at "
+    assert err == (f"clreplay run: error: config file '{path}' must be UTF-8 text (TOML), got byte 0xe9 at "
                    "offset 14, which is not UTF-8\n")
 
 
@@ -292,7 +298,7 @@ def test_ctrl_c_while_writing_the_results_says_the_checkpoint_holds_the_whole_ru
     monkeypatch.setattr(run_module, "write_results", interrupted)
     code, _, err = run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))
     assert code == 130
-    assert err == (f"clreplay: interrupted after training, while writing the results; {ck}/{CHECKPOINT_FILENAME} "
+    assert err == (f"clreplay run: interrupted after training, while writing the results; {ck}/{CHECKPOINT_FILENAME} "
                    "holds the whole run: run the same command to write them\n")
     monkeypatch.undo()
     monkeypatch.setattr(run_module, "render_plots", lambda results, folder: [])
@@ -308,4 +314,4 @@ def test_ctrl_c_before_training_says_nothing_was_saved(tmp_path, capsys, monkeyp
     monkeypatch.setattr(run_module, "save_checkpoint", killed)
     code, _, err = run_cli(capsys, "--checkpoint-dir", str(tmp_path / "ck"))
     assert code == 130
-    assert err == "clreplay: interrupted before training started; nothing was saved (no checkpoint)\n"
+    assert err == "clreplay run: interrupted before training started; nothing was saved (no checkpoint)\n"

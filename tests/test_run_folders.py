@@ -37,7 +37,7 @@ def test_a_second_run_into_a_locked_folder_names_the_holder(tmp_path, capsys, fl
     with lock_folder(folder, what="another"):  # this process plays the first run
         code, out, err = run_cli(capsys, flag, str(folder))
     assert code == 2 and out == ""
-    assert err == (f"clreplay: error: {flag} '{folder}' is in use by another clreplay run (PID "
+    assert err == (f"clreplay run: error: {flag} '{folder}' is in use by another clreplay run (PID "
                    f"{os.getpid()}, which holds '{folder}/{LOCK_FILENAME}'); wait for it to end, "
                    "or use another folder\n")
     assert list(folder.iterdir()) == []  # the lock went with its holder
@@ -69,7 +69,7 @@ def test_a_non_empty_output_is_refused_without_overwrite(tmp_path, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     code, stdout, err = run_cli(capsys, "--output", str(out), "--seed", "1")
     assert code == 2 and stdout == ""
-    assert err == (f"clreplay: error: --output must name an empty folder (or a run's own folder when "
+    assert err == (f"clreplay run: error: --output must name an empty folder (or a run's own folder when "
                    f"resuming), got '{out}' holding epochs.csv, events.jsonl, experiences.csv, log.txt, "
                    "results.json: pass --overwrite to replace the files of the "
                    "earlier run, or choose another folder\n")
@@ -131,7 +131,7 @@ def test_ctrl_c_ends_with_one_line_and_resumes_to_the_same_results(tmp_path, cap
     interrupt_at(monkeypatch, 1, 1, 3)
     code, _, err = run_cli(capsys, "--output", str(out), "--checkpoint-dir", str(ck))
     assert code == 130
-    assert err == (f"clreplay: interrupted during experience 2 of 3; {ck}/{CHECKPOINT_FILENAME} holds "
+    assert err == (f"clreplay run: interrupted during experience 2 of 3; {ck}/{CHECKPOINT_FILENAME} holds "
                    "the 1 finished experience(s): run the same command to resume\n")
     assert read_checkpoint(ck / CHECKPOINT_FILENAME)["next_experience"] == 1
     assert sorted(p.name for p in ck.iterdir()) == [CHECKPOINT_FILENAME]  # lock released
@@ -152,7 +152,7 @@ def test_ctrl_c_ends_with_one_line_and_resumes_to_the_same_results(tmp_path, cap
         for e in map(json.loads, (ref / "events.jsonl").open()) if e["event"] != "run_start"]
     assert [e["start"] for e in events if e["event"] == "run_start"] == [0, 1]
     log = (out / "log.txt").read_text()
-    assert log.count("experience 1 starts") == 1 and log.count("experience 0 done") == 1
+    assert log.count("experience 2 starts") == 1 and log.count("experience 1 done") == 1  # numbered from 1
 
 
 def test_a_run_killed_in_its_first_experience_restarts_with_the_same_command(tmp_path, capsys, monkeypatch):
@@ -172,7 +172,7 @@ def test_interrupt_in_the_first_experience(tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(capsys, "--checkpoint-dir", str(tmp_path / "ck"))
     assert code == 130
     ck = tmp_path / "ck"
-    assert err == (f"clreplay: interrupted during experience 1 of 3; {ck}/{CHECKPOINT_FILENAME} holds "
+    assert err == (f"clreplay run: interrupted during experience 1 of 3; {ck}/{CHECKPOINT_FILENAME} holds "
                    "the 0 finished experience(s): run the same command to resume\n")
     assert read_checkpoint(ck / CHECKPOINT_FILENAME)["next_experience"] == 0
     code, _, err = run_cli(capsys)

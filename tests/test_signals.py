@@ -66,7 +66,7 @@ def test_sigterm_during_a_run_ends_like_ctrl_c_and_the_same_command_resumes(tmp_
     stopped.send_signal(signal.SIGTERM)
     _, err = stopped.communicate(timeout=60)
     assert stopped.returncode == 143, err
-    assert err.startswith("clreplay: terminated (SIGTERM) during experience "), err
+    assert err.startswith("clreplay run: terminated (SIGTERM) during experience "), err
     assert read_checkpoint(path)["strategy"]["clock"]["train_iterations"] > 0
     assert err.endswith(f"of 3; {path} holds the run up to its last save (every 5 iterations): run the same "
                         "command to resume\n"), err

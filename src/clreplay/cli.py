@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence, Tuple
 
+from clreplay import __version__
 from clreplay import distributed as idist
 from clreplay._validation import check_choice
 from clreplay.locking import FolderLockedError
@@ -28,13 +30,18 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows "(default: X)" only where it informs: not for on/off flags (``--no-replay``
     would read "default: True") nor for options whose help already says what None
     means. A run option's parser default is SUPPRESS (only the flags given override a
-    preset): its default is RunConfig's."""
+    preset): its default is ``defaults``'s, the run's settings before any flag (RunConfig's,
+    or those of the ``--benchmark``/``--preset`` given with ``--help``)."""
+
+    defaults: RunConfig = _DEFAULTS
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
         if default is argparse.SUPPRESS and action.dest in _RUN_FIELDS:
-            default = getattr(_DEFAULTS, action.dest)
+            default = getattr(self.defaults, action.dest)
+        elif default is argparse.SUPPRESS and action.dest in self.defaults.method_options:
+            default = self.defaults.method_options[action.dest]
         if action.nargs == 0 or default is None or default is argparse.SUPPRESS \
                 or "default" in text:
             return text
@@ -62,63 +69,112 @@ def _metavar(choices) -> str:
 
 def _subcommand(subparsers, name: str, handler, *, help: str, description: str):
     """The parser of ``clreplay NAME``, run by ``handler(args)``."""
-    p = subparsers.add_parser(name, help=help, description=description,
-                              formatter_class=_HelpFormatter)
+    p = subparsers.add_parser(name, help=help, description=description, epilog=_EPILOGS.get(name),
+                              usage=_USAGES.get(name), formatter_class=_HelpFormatter)
     p.set_defaults(handler=handler)
     return p
 
 
-#: How the command line shows a few options' values (metavars), and the components whose
-#: registries describe a choice (their summaries join the flag's help).
-_METAVARS = {"data": "PATH", "output": "DIR", "checkpoint_dir": "DIR", "memmap_dir": "DIR",
-             "batch_size_mem": "N", "checkpoint_every": "N", "world_size": "N"}
+#: What a subcommand's help ends with.
+_EPILOGS = {"run": "`clreplay run --method NAME --help` lists the options of method NAME; "
+                   "`--benchmark NAME --help` and `--preset NAME --help` show their defaults; "
+                   "`--policy NAME`, `--selection NAME` or `--model NAME` with --help describes NAME."}
+#: Usage lines shorter than argparse's list of every flag.
+_USAGES = {"run": "%(prog)s [-h] [--benchmark NAME] [--method NAME] [OPTION ...]"}
+#: How the command line shows a few options' values (metavars).
+_METAVARS = {"benchmark": "NAME", "data": "PATH", "output": "DIR", "checkpoint_dir": "DIR", "memmap_dir": "DIR",
+             "batch_size_mem": "N", "checkpoint_every": "N", "world_size": "N",
+             "n_experiences": "N", "epochs": "N", "batch_size": "N", "mem_size": "N",
+             "seed": "N", "width": "N", "hidden": "N"}
+#: The components whose registries describe a choice: ``--help`` describes the one in effect.
 _DESCRIBED = {"policy": POLICIES, "selection": SELECTIONS, "model": MODELS, "method": METHODS}
+#: The run's flags in groups, in the order ``--help`` shows them (by RunConfig field).
+_GROUPS = (
+    ("data", ("benchmark", "data", "name", "n_experiences")),
+    ("model and training", ("model", "hidden", "width", "init", "augment", "epochs", "batch_size",
+                            "lr", "momentum", "seed", "device")),
+    ("replay", ("replay", "method", "mem_size", "policy", "selection", "groupby", "online",
+                "batch_size_mem", "task_balanced", "memmap_dir")),
+    ("output, checkpoints and processes", ("output", "overwrite", "checkpoint_dir",
+                                           "checkpoint_every", "world_size")),
+    ("speed (how the steps compute, not what)", ("precision", "compile", "channels_last", "threads")),
+)
 
 
-def _add_option(p: argparse.ArgumentParser, option: Option, *, help_text: Optional[str] = None) -> None:
+def _add_option(p, option: Option, *, help_text: Optional[str] = None) -> None:
     """One flag from an option record: its kind (a bool is ``--x/--no-x``), its choices (an
     unknown one suggests the close ones), a list for ``many``; checked in full by the record.
     The parser's default is SUPPRESS: only the flags given override a preset and a config
     file, whose values override the record's default."""
-    kwargs: dict = {"dest": option.name, "default": argparse.SUPPRESS, "help": help_text or option.help}
+    kwargs: dict = {"dest": option.name, "default": argparse.SUPPRESS,
+                    "help": option.help if help_text is None else help_text}
     if option.kind is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
     else:
         kwargs["type"] = _choice(option.flag, option.choices) if option.choices else option.kind
-        kwargs["metavar"] = _metavar(option.choices) if option.choices else \
-            _METAVARS.get(option.name, option.name.upper())
+        kwargs["metavar"] = _METAVARS.get(option.name) or (
+            _metavar(option.choices) if option.choices else option.name.upper())
         if option.many:
             kwargs["nargs"] = "+"
     p.add_argument(option.flag, **kwargs)
 
 
-def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Every flag of ``clreplay run``, from the option records: the run's own
-    (:data:`~clreplay.run_config.RUN_OPTIONS`), then the models', policies' and methods'."""
+def _add_run_arguments(p: argparse.ArgumentParser, *, defaults: RunConfig = _DEFAULTS) -> None:
+    """Every flag of ``clreplay run``, from the option records (the run's own,
+    :data:`~clreplay.run_config.RUN_OPTIONS`, and the models' and policies'), in groups.
+    ``defaults`` are the settings the help describes: the model, policy, selection and
+    method in effect get their summary, and the method's options are listed for that
+    method only (the others still parse, and are refused with any other method)."""
     p.add_argument("--preset", default=None, metavar="NAME",
-                   help="start from the settings of a shipped preset (list them with "
-                   "`clreplay presets`); flags given here override it")
+                   help="start from a shipped preset's settings (`clreplay presets`)")
     p.add_argument("--config", default=None, metavar="FILE",
-                   help="start from the settings of your own TOML file (RunConfig field "
-                   "names as keys, as in a preset); it overrides --preset, flags override it")
-    for option in RUN_OPTIONS:
-        text = option.help
-        if option.name in _DESCRIBED:
-            text += ": " + _DESCRIBED[option.name].describe()
-        if option.name == "world_size":  # --nproc starts the processes: not a setting to override
-            p.add_argument("--nproc", type=int, default=None, metavar="N", dest="nproc",
-                           help=f"{text}, started here (gloo on the CPU, nccl with one GPU each on "
-                           "CUDA); under torchrun (torchrun --nproc-per-node N -m clreplay run ...) "
-                           "leave it out")
-            continue
-        _add_option(p, option, help_text=text)
-    for registry, flag in ((MODELS, "--model"), (POLICIES, "--policy"), (METHODS, "--method")):
+                   help="start from your own TOML file of settings (over --preset)")
+    records = {option.name: (option, _described(option, defaults)) for option in RUN_OPTIONS}
+    for registry, flag in ((MODELS, "--model"), (POLICIES, "--policy")):
         for takers in registry.options().values():
             option = takers[0][1]
             where = f"{flag} {' or '.join(owner for owner, _ in takers)}"
-            if registry is METHODS:  # each method its own default
-                where += "; default " + ", ".join(f"{owner}: {o.default}" for owner, o in takers)
-            _add_option(p, option, help_text=f"{option.help} ({where})")
+            records.setdefault(option.name, (option, f"{option.help} ({where})"))
+    grouped = [name for _, names in _GROUPS for name in names]
+    # A setting no group names yet still gets its flag, in the last group.
+    groups = _GROUPS[:-1] + ((_GROUPS[-1][0], _GROUPS[-1][1] + tuple(
+        name for name in records if name not in grouped)),)
+    for title, names in groups:
+        group = p.add_argument_group(title)
+        for name in names:
+            option, text = records[name]
+            if name == "world_size":  # --nproc starts the processes: not a setting to override
+                group.add_argument("--nproc", type=int, default=None, metavar="N", dest="nproc",
+                                   help=f"{text}, started here; leave it out under torchrun")
+            else:
+                _add_option(group, option, help_text=text)
+    _add_method_options(p, defaults.method)
+
+
+def _described(option: Option, defaults: RunConfig) -> str:
+    """An option's help, with the summary of the component in effect for a choice of
+    components (``--policy``: ``class`` is ClassBalancedStoragePolicy ...)."""
+    registry = _DESCRIBED.get(option.name)
+    value = getattr(defaults, option.name, None) if registry is not None else None
+    if value is None:  # the policy before it is resolved: experience unless online
+        value = "reservoir" if option.name == "policy" and defaults.online else \
+            "experience" if option.name == "policy" else None
+    if value not in (registry or {}):
+        return option.help
+    return f"{option.help}; {value}: {registry[value].summary}"
+
+
+def _add_method_options(p: argparse.ArgumentParser, method: str) -> None:
+    """The methods' own flags: ``method``'s in the help, with its defaults; the others hidden."""
+    shown = {option.name for option in METHODS[method].options} if method in METHODS else set()
+    group = p.add_argument_group(f"options of --method {method}", METHODS[method].summary) if shown \
+        else p.add_argument_group("method options")
+    for takers in METHODS.options().values():
+        option = takers[0][1]
+        if option.name in shown:
+            _add_option(group, METHODS[method].option(option.name))
+        else:
+            _add_option(group, option, help_text=argparse.SUPPRESS)
 
 
 def flag_names(parser: argparse.ArgumentParser) -> dict:
@@ -127,6 +183,30 @@ def flag_names(parser: argparse.ArgumentParser) -> dict:
     names = {action.dest: action.option_strings[0] for action in parser._actions
              if action.dest in fields and action.option_strings}
     return {**names, "world_size": "--nproc", "replay": "--no-replay"}
+
+
+#: Settings that mean something only with a replay memory (``method``: another than er).
+_REPLAY_SETTINGS = ("method", "mem_size", "policy", "selection", "groupby", "online",
+                    "batch_size_mem", "task_balanced", "memmap_dir")
+
+
+def _refuse_typed_replay_options(given: dict) -> None:
+    """``--no-replay`` with a replay option typed beside it is refused naming that flag,
+    whatever the option (``--mem-size`` as ``--batch-size-mem``); an on/off option typed
+    off (``--no-online``) agrees with it. Values a preset or a config file brings are not
+    the user's typing: the run configuration's own checks speak of those."""
+    if given.get("replay", True) is not False:
+        return
+    typed = [(name, given[name]) for name in _REPLAY_SETTINGS if name in given]
+    typed += list(given.get("method_options", {}).items())
+    for name, value in typed:
+        # Off, or the run's own default (ER's method, policy, memory): typed to unset a
+        # preset's value, which agrees with --no-replay.
+        if value is False or value == getattr(_DEFAULTS, name, None):
+            continue
+        flag = "--" + name.replace("_", "-")
+        setting = flag if value is True else f"{flag} {value!r}"
+        raise ValueError(f"{flag} needs replay, got {setting} with --no-replay (no memory to fill)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -155,6 +235,7 @@ def _run_settings(args: argparse.Namespace) -> int:
     options = {name: getattr(args, name) for name in METHODS.options() if hasattr(args, name)}
     if options:  # over the preset's or file's method options, like any flag
         given["method_options"] = options
+    _refuse_typed_replay_options(given)
     config = resolve_config(given, preset=args.preset, config_file=args.config)
     nproc = args.nproc
     if nproc is not None and (isinstance(nproc, bool) or nproc < 1):
@@ -182,13 +263,19 @@ def _run_settings(args: argparse.Namespace) -> int:
 
 
 def _add_presets_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--show", default=None, metavar="NAME", help="print this preset's file")
+    p.add_argument("--show", default=None, metavar="NAME",
+                   help="print this preset's file (a benchmark's name: the settings it brings)")
 
 
 def _presets(args: argparse.Namespace) -> int:
-    from clreplay.presets import describe_presets, load_preset, preset_text
+    from clreplay.benchmarks.registry import list_benchmarks
+    from clreplay.presets import describe_presets, list_presets, load_preset, preset_text
 
     if args.show is not None:
+        if args.show in list_benchmarks() and args.show not in list_presets():
+            print(f"# --benchmark {args.show} brings no settings of its own: the run's defaults "
+                  f"apply (`clreplay run --benchmark {args.show} --help` shows them)")
+            return 0
         load_preset(args.show)  # an unknown name is an error listing the valid ones
         print(preset_text(args.show), end="")
         return 0
@@ -285,37 +372,112 @@ _SUBCOMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _help_context(argv: Sequence[str]) -> Tuple[RunConfig, Optional[str]]:
+    """What ``clreplay run ... --help`` describes: the settings of the ``--benchmark``,
+    ``--preset``, ``--method``, ``--policy``, ``--selection`` and ``--model`` typed beside
+    ``--help`` (RunConfig's defaults without them), and those words for its description
+    (None: the plain defaults). A name that does not exist leaves the plain defaults: the
+    parser itself then says what is wrong with it."""
+    argv = list(argv)
+    if "run" not in argv or not {"-h", "--help"} & set(argv):
+        return _DEFAULTS, None
+    peek = argparse.ArgumentParser(add_help=False)
+    for flag in ("--benchmark", "--preset", "--method", "--policy", "--selection", "--model"):
+        peek.add_argument(flag)
+    typed, _ = peek.parse_known_args(argv[argv.index("run") + 1:])
+    if all(value is None for value in vars(typed).values()):
+        return _DEFAULTS, None
+    from clreplay.presets import resolve_config
+    from clreplay.strategies.registry import resolve_method_options
+
+    given = {key: value for key, value in vars(typed).items() if value is not None and key != "preset"}
+    try:
+        config = resolve_config(given, preset=typed.preset)
+        config.method_options = resolve_method_options(config.method, config.method_options)
+    except (ValueError, TypeError, KeyError):
+        return _DEFAULTS, None
+    what = [f"--{key} {value}" for key, value in vars(typed).items() if value is not None]
+    return config, " ".join(what)
+
+
+def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
+    """The ``clreplay`` parser. Given the command line, ``clreplay run --help`` shows the
+    defaults of the ``--benchmark``/``--preset`` typed with it and ``--method``'s options."""
+    defaults, context = _help_context(argv or [])
     parser = argparse.ArgumentParser(
         prog="clreplay", description="Continual learning by rehearsal (replay) on PyTorch."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in ("run", "report", "compare", "presets"):
         add_arguments, handler, help_text, description = _SUBCOMMANDS[name]
-        add_arguments(_subcommand(subparsers, name, handler, help=help_text, description=description))
+        p = _subcommand(subparsers, name, handler, help=help_text, description=description)
+        if name == "run":
+            p.formatter_class = type("_RunHelpFormatter", (_HelpFormatter,), {"defaults": defaults})
+            if context is not None:
+                p.description += f" The defaults shown are those of {context}."
+            add_arguments(p, defaults=defaults)
+        else:
+            add_arguments(p)
     run_parser = subparsers.choices["run"]
     run_parser.set_defaults(flag_names=flag_names(run_parser), run_parser=run_parser)
+    parser.subcommands = dict(subparsers.choices)
     return parser
 
 
+def _unknown_arguments(parser: argparse.ArgumentParser, command: str, unknown: List[str]) -> None:
+    """Options the subcommand does not know: its own usage and prefix, and the close flag."""
+    sub = parser.subcommands[command]
+    hint = ""
+    if unknown[0].startswith("--"):
+        flags = [f for action in sub._actions for f in action.option_strings]
+        close = difflib.get_close_matches(unknown[0].split("=")[0], flags, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else ""
+    sub.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+
+
+def _closed_pipe() -> int:
+    """stdout's reader went away (``clreplay report DIR | head -1``): end quietly, as
+    ``yes | head -1`` does (status 141: 128 + SIGPIPE), with nothing left to flush at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor
+        pass
+    return 141
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        try:
+            return _main(argv)
+        finally:  # a reader gone away shows here, not in the interpreter's last flush
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _main(argv: List[str]) -> int:
+    parser = build_parser(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _unknown_arguments(parser, args.command, unknown)
+    prefix = f"clreplay {args.command}"  # every message of a subcommand starts alike
     try:
         return args.handler(args)
     except (ValueError, TypeError, FileNotFoundError, PermissionError, FolderLockedError) as err:
         # Bad input of any kind (CheckpointError is a ValueError): one line, usage's status.
-        print(f"clreplay: error: {err}", file=sys.stderr)
+        print(f"{prefix}: error: {err}", file=sys.stderr)
         return 2
     except (NonFiniteLossError, RunWriteError) as err:  # the run failed: 1
-        print(f"clreplay: error: {err}", file=sys.stderr)
+        print(f"{prefix}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:  # Ctrl-C (130) or SIGTERM (143)
-        print(f"clreplay: {getattr(err, 'message', 'interrupted')}", file=sys.stderr)
+        print(f"{prefix}: {getattr(err, 'message', 'interrupted')}", file=sys.stderr)
         return getattr(err, "exit_status", 130)
     except idist.LaunchError as err:
-        print(f"clreplay: error: {err}", file=sys.stderr)
+        print(f"{prefix}: error: {err}", file=sys.stderr)
         return 1
 
 

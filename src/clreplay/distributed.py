@@ -72,7 +72,8 @@ def is_main() -> bool:
 def is_distributed(component: Any) -> bool:
     """Whether ``component`` (a strategy, or anything with a run ``context``) runs over
     several processes: its ``context.world_size`` is above 1. A plain object is not."""
-    return getattr(getattr(component, "context", None), "world_size", 1) > 1
+    world_size = getattr(getattr(component, "context", None), "world_size", 1)
+    return isinstance(world_size, int) and world_size > 1  # a mock's context is no process group
 
 
 def get_backend() -> Optional[str]:

@@ -142,11 +142,11 @@ def _locks(config: RunConfig, n: Callable[[str], str]) -> contextlib.ExitStack:
 def _build_benchmark(config: RunConfig, names) -> Benchmark:
     try:
         return build_benchmark(config)
-    except (ValueError, TypeError) as err:
-        raise renamed(err, names) from None
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        # The loaders name their argument (root, path); the run calls it data (--data).
+        data = (names or {}).get("data", "data")
+        raise renamed(err, {**(names or {}), "root": data, "path": data}) from None
     except OSError as err:  # unreadable data (permissions, I/O): named with the flag
-        if isinstance(err, FileNotFoundError):
-            raise
         flag = (names or {}).get("data", "data")
         raise ValueError(f"{flag} {config.data!r}: {err}") from None
 

@@ -43,59 +43,56 @@ _BIG = 2**31 - 1  # sizes above this are no batch, memory or step count anyone c
 
 #: The run's own settings (the components' are in their registries: models, policies, methods).
 RUN_OPTIONS = (
-    Option("benchmark", "split_digits", "benchmark to run; split_fashion_mnist, split_cifar10 and "
-           "split_cifar100 bring their own defaults (see `clreplay presets`)", choices=tuple(list_benchmarks())),
-    Option("data", None, "data file or folder for file-based benchmarks (split_npz: an .npz file; "
-           "split_mnist: a folder of IDX files; split_cifar10, split_cifar100: the archive or its folder; "
-           "split_fashion_mnist: a folder with the four IDX files, by default the one of Debian's "
-           "dataset-fashion-mnist)", path=True),
-    Option("name", None, "the benchmark's name in logs, results and plots (default: the benchmark's, and "
-           "for --data the file's or folder's name)", kind=str),
+    Option("benchmark", "split_digits", f"benchmark to run: {', '.join(list_benchmarks())}; "
+           "split_fashion_mnist and the CIFAR ones bring their own defaults (`--benchmark NAME "
+           "--help` shows them)",
+           choices=tuple(list_benchmarks())),
+    Option("data", None, "data file or folder of a file-based benchmark (split_fashion_mnist: by "
+           "default Debian's dataset-fashion-mnist folder)", path=True),
+    Option("name", None, "the benchmark's name in logs, results and plots (default: the benchmark's, "
+           "or the data's)", kind=str),
     Option("n_experiences", 5, "number of experiences the classes are split into", minimum=1, maximum=100_000),
     Option("epochs", 5, "epochs per experience", minimum=0, maximum=1_000_000),
-    Option("batch_size", 32, "training mini-batch size, current and replayed samples together "
-           "(a batch larger than an experience holds it whole)", minimum=1, maximum=_BIG),
+    Option("batch_size", 32, "training mini-batch size, current and replayed samples together",
+           minimum=1, maximum=_BIG),
     Option("lr", 0.05, "SGD learning rate", kind=float, minimum=0.0, open_minimum=True),
     Option("momentum", 0.9, "SGD momentum", kind=float, minimum=0.0, maximum=1.0, open_maximum=True),
-    Option("model", "mlp", "network: mlp (flattens images), cnn (small CNN) or resnet18 (the reduced "
-           "ResNet-18 of GEM/DER); cnn and resnet18 need an image benchmark", choices=tuple(list_models())),
-    Option("augment", None, "random crop (4 pixels of zero padding) and horizontal flip of every training "
-           "batch, on the device (default: on for split_cifar10/100, off otherwise)", kind=bool),
-    Option("replay", True, "replay (on unless --no-replay: plain fine-tuning, Naive, as a baseline)"),
+    Option("model", "mlp", "network: mlp (flattens images), cnn or resnet18 (the reduced ResNet-18 of "
+           "GEM/DER; both need an image benchmark)", choices=tuple(list_models())),
+    Option("augment", None, "random crop and horizontal flip of every training batch (default: on for "
+           "split_cifar10/100)", kind=bool),
+    Option("replay", True, "replay (--no-replay: plain fine-tuning, the Naive baseline)"),
     Option("method", "er", "rehearsal method", choices=tuple(list_methods())),
     Option("mem_size", 200, "replay memory size, in samples", minimum=1, maximum=2**40),
     Option("policy", "experience", "storage policy (default: experience, or reservoir with --online)",
            choices=tuple(list_policies()), nullable=True),
-    Option("selection", "random", "exemplar selection of the policies that order their samples",
+    Option("selection", "random", "exemplar order of the class and parametric policies",
            choices=tuple(list_selections())),
-    Option("online", False, "online replay (OnlineReplayPlugin): the memory is updated from every "
-           "mini-batch of the first epoch and replayed from the first experience on; use with --epochs 1 "
-           "for a single pass"),
-    Option("batch_size_mem", None, "add N memory samples to every mini-batch of --batch-size current "
-           "samples (default: offline replay balances each batch over experiences; online replay and the "
-           "methods add --batch-size)", kind=int, minimum=1, maximum=_BIG),
+    Option("online", False, "online replay: the memory is updated from every mini-batch and replayed "
+           "from the first experience on"),
+    Option("batch_size_mem", None, "add N memory samples to every mini-batch (default: offline replay "
+           "balances each batch over experiences)", kind=int, minimum=1, maximum=_BIG),
     Option("task_balanced", False, "balance the memory part of each mini-batch over task labels"),
-    Option("memmap_dir", None, "keep the memory in memory-mapped files in DIR, for memories larger than "
-           "RAM, with a bounded resident set (the same results as in RAM; the files are removed as soon "
-           "as they are mapped, so no run leaves any)", path=True),
-    Option("seed", 0, "seed of every random choice (same seed, same numbers)", minimum=0, maximum=2**63 - 1,
+    Option("memmap_dir", None, "keep the memory in memory-mapped files in DIR (memories larger than "
+           "RAM; the same results)", path=True),
+    Option("seed", 0, "seed of every random choice", minimum=0, maximum=2**63 - 1,
            range_text="an int in [0, 2**63 - 1]"),
-    Option("device", "cpu", "torch device, e.g. cpu or cuda (checked before the run starts)"),
-    Option("output", None, "folder to write results.json, logs and plots into; it must be empty (or hold "
-           "this run's files when resuming) unless --overwrite is given", path=True),
-    Option("overwrite", False, "replace the files of an earlier run in --output (other files are kept)"),
-    Option("checkpoint_dir", None, "folder to save a checkpoint after each experience and resume from; "
-           "locked while the run lasts", path=True),
-    Option("checkpoint_every", None, "also save every N training iterations inside an experience (needs "
-           "--checkpoint-dir); a killed run resumes mid-epoch, exactly", kind=int, minimum=1, maximum=_BIG),
+    Option("device", "cpu", "torch device, e.g. cpu or cuda"),
+    Option("output", None, "folder for results.json, logs and plots (empty, unless --overwrite)",
+           path=True),
+    Option("overwrite", False, "replace the files of an earlier run in --output (others are kept)"),
+    Option("checkpoint_dir", None, "folder to save a checkpoint in after each experience, and to "
+           "resume from", path=True),
+    Option("checkpoint_every", None, "also save every N training iterations (needs --checkpoint-dir)",
+           kind=int, minimum=1, maximum=_BIG),
     Option("world_size", 1, "train on N processes, --batch-size being the global batch", minimum=1,
            maximum=65_536, cli_flag="--nproc"),
     PRECISION,
     CHANNELS_LAST,
     COMPILE,
-    Option("threads", 1, "torch threads per process; one by default: on a shared machine more threads "
-           "than free cores make a run many times slower, and small models gain nothing from more (the "
-           "thread count also changes the last bits of some results)", minimum=1, maximum=4096),
+    # One by default: on a shared machine threads beyond the free cores make a run many times
+    # slower, small models gain nothing from more, and the count moves the last bits of results.
+    Option("threads", 1, "torch threads per process", minimum=1, maximum=4096),
 )
 #: The components' options that are run settings too (fields of RunConfig).
 COMPONENT_OPTIONS = (HIDDEN, WIDTH, INIT, GROUPBY_OPTION)

@@ -62,9 +62,9 @@ def test_text_logger_lines():
     logger.close()  # a stream it did not open stays open
     lines = [re.sub(r"^\[[0-9: -]+\] ", "", line) for line in stream.getvalue().splitlines()]
     assert lines == [
-        "experience 0 epoch 1/2: loss 0.1235, 508 samples/s, 0.50 s",
-        "experience 0 epoch 1/2: loss n/a, 508 samples/s, 0.50 s",
-        "experience 1 done: accuracy [0.500 0.750], on seen 0.6250; train loss 0.2500, "
+        "experience 1 epoch 1/2: loss 0.1235, 508 samples/s, 0.50 s",
+        "experience 1 epoch 1/2: loss n/a, 508 samples/s, 0.50 s",
+        "experience 2 done: accuracy [0.500 0.750], on seen 0.6250; train loss 0.2500, "
         "508 samples/s; memory 20 samples",
     ]
     assert re.match(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ", stream.getvalue())
@@ -119,7 +119,8 @@ def test_progress_bar_shows_loss_and_throughput():
     stream = io.StringIO()
     short_run([ProgressBarLogger(file=stream, disable=False, mininterval=0.0)], epochs=2)
     out = stream.getvalue()
-    for desc in ["experience 0 epoch 1/2", "experience 0 epoch 2/2", "experience 1 epoch 2/2"]:
+    # Experiences numbered from 1 for people, as in every other line (the records keep indices).
+    for desc in ["experience 1 epoch 1/2", "experience 1 epoch 2/2", "experience 2 epoch 2/2"]:
         assert desc in out
     assert re.search(r"loss=\d+\.\d{4}, \d+ samples/s", out)
 
@@ -162,3 +163,19 @@ def test_default_loggers(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"log.txt", "events.jsonl"}
     with pytest.raises(ValueError, match="tensorboard=True needs an output folder, got output=None"):
         default_loggers(tensorboard=True)
+
+
+def test_metrics_requested_by_name_reach_the_text_and_interactive_loggers():
+    from clreplay.evaluation import InteractiveLogger
+
+    record = {"phase": "eval", "step": 12, "values": {"Top1_Acc_Stream/eval_phase/test_stream/Task000": 0.5,
+                                                     "Top1_Acc_MB/train_phase/train_stream/Task000": 1.0}}
+    stream = io.StringIO()
+    TextLogger(stream).log("metrics", record)
+    assert stream.getvalue().split("] ", 1)[1] == (
+        "eval metrics: Top1_Acc_MB/train_phase/train_stream/Task000 = 1.0000, "
+        "Top1_Acc_Stream/eval_phase/test_stream/Task000 = 0.5000\n")
+    out = io.StringIO()
+    InteractiveLogger(file=out, disable=True).log("metrics", record)
+    assert out.getvalue() == ("-- eval metrics (after 12 training iterations) --\n"
+                              "  Top1_Acc_Stream/eval_phase/test_stream/Task000 = 0.5000\n")  # no per-batch value

@@ -3,7 +3,9 @@
 import struct
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.image
+import numpy
 import pytest
 
 from clreplay.evaluation import (
@@ -11,6 +13,11 @@ from clreplay.evaluation import (
     plot_accuracy_matrix,
     plot_comparison,
     render_plots,
+)
+from clreplay.evaluation.plots import (
+    accuracy_curves_figure,
+    accuracy_matrix_figure,
+    comparison_figure,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -61,3 +68,54 @@ def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="curves must be a non-empty dict"):
         plot_comparison({}, tmp_path / "c.png")
     assert not (tmp_path / "m.png").exists()
+
+
+LONG = "accuracy matrix: split_fashion_mnist, derpp (alpha 0.2, beta 1.0), memory 200"
+FIVE = [[1.0, 0, 0, 0, 0], [0.9, 0.9, 0, 0, 0], [0.8, 0.8, 0.8, 0, 0], [0.7, 0.7, 0.7, 0.7, 0],
+        [0.6, 0.6, 0.6, 0.6, 0.6]]
+
+
+@pytest.mark.parametrize("make", [
+    lambda title: accuracy_matrix_figure(FIVE, title=title),
+    lambda title: accuracy_matrix_figure(FIVE[:1][:1], title=title),
+    lambda title: accuracy_curves_figure(FIVE, title=title),
+    lambda title: comparison_figure({"a": FIVE}, title=title),
+])
+@pytest.mark.parametrize("title", [LONG, LONG + ", with a much longer description of the run " * 3])
+def test_titles_fit_inside_the_figure(make, title):
+    figure = make(title)
+    figure.canvas.draw()  # the layout as saved
+    texts = [t for t in figure.texts if t.get_text()] + [ax.title for ax in figure.axes if ax.get_title()]
+    assert texts, "the title is drawn"
+    for text in texts:
+        box = text.get_window_extent()
+        # Before: the heat map's title ran from x = -88 to 582 on a 550-pixel-wide figure.
+        assert 0 <= box.x0 and box.x1 <= figure.bbox.width, (text.get_text(), box)
+        assert 0 <= box.y0 and box.y1 <= figure.bbox.height
+    assert " ".join(texts[0].get_text().split()) == " ".join(title.split())  # wrapped, not cut
+
+
+def test_experiences_are_numbered_from_one_in_the_plots():
+    figure = accuracy_matrix_figure(FIVE[:2])
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4", "5"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1", "2"]
+    curves = accuracy_curves_figure(FIVE).axes[0]
+    assert [t.get_text() for t in curves.get_xticklabels()] == ["1", "2", "3", "4", "5"]
+    labels = [line.get_label() for line in curves.get_lines()]
+    assert labels[1:] == [f"experience {j}" for j in range(1, 6)]
+
+
+def test_a_curve_of_one_point_is_not_hidden_by_the_mean():
+    matrix = [[1.0, 0.0], [0.4, 0.8]]  # experience 2 has one point, (step 2, 0.8); the mean is 0.6
+    matrix[1][0] = 0.8  # ...and now the mean sits on it: (0.8 + 0.8) / 2
+    figure = accuracy_curves_figure(matrix)
+    figure.canvas.draw()
+    ax = figure.axes[0]
+    last = [line for line in ax.get_lines() if line.get_label() == "experience 2"][0]
+    x, y = ax.transData.transform((1, 0.8))
+    pixels = numpy.asarray(figure.canvas.buffer_rgba())
+    row, col = int(round(figure.bbox.height - y)), int(round(x))
+    colour = pixels[row, col, :3] / 255.0
+    # Before: the mean's black square was drawn over it and the pixel was black.
+    assert colour == pytest.approx(matplotlib.colors.to_rgb(last.get_color()), abs=0.05)

@@ -82,9 +82,9 @@ def test_unreadable_files(tmp_path):
 
 def test_format_matrix_and_metrics():
     assert format_matrix(R).splitlines() == [
-        "after \\ on        0       1     avg",
-        "         0    0.600   0.100   0.600",
-        "         1    0.800   0.900   0.850",
+        "after \\ on        1       2     avg",
+        "         1    0.600   0.100   0.600",
+        "         2    0.800   0.900   0.850",
     ]
     assert format_metrics(results()).splitlines() == [
         "final average accuracy: 0.8500",

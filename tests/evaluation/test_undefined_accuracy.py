@@ -44,7 +44,7 @@ def test_nan_is_read_as_undefined():
 
 
 def test_reports_and_plots_show_undefined_entries(tmp_path):
-    assert format_matrix(R).splitlines()[3] == "         2    0.700     n/a   1.000   0.850"
+    assert format_matrix(R).splitlines()[3] == "         3    0.700     n/a   1.000   0.850"
     assert "n/a" in format_comparison({"a": {"accuracy_matrix": [[None, 0.0]]}})
     for plot in (plot_accuracy_matrix, plot_accuracy_curves):
         assert plot(R, tmp_path / f"{plot.__name__}.png").stat().st_size > 0

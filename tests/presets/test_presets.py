@@ -62,3 +62,27 @@ def test_cli_presets_and_errors(tmp_path, capsys):
     assert "unknown key 'epochz'" in capsys.readouterr().err
     assert main(["run", "--preset", "nope"]) == 2
     assert "preset must be one of" in capsys.readouterr().err
+
+
+def test_commands_in_preset_comments_are_valid_runs():
+    # Before: "The paper's DER row (when --method der lands)", long after it had landed.
+    import shlex
+
+    from clreplay.cli import build_parser
+    from clreplay.presets import preset_text
+
+    commands = []
+    for name in list_presets():
+        text = preset_text(name)
+        assert "lands" not in text and "when --method" not in text
+        commands += [line.lstrip("# ").split("clreplay ", 1)[1] for line in text.splitlines()
+                     if line.startswith("#") and "clreplay run " in line]
+    assert len(commands) >= 6
+    for command in commands:
+        argv = shlex.split(command.replace("DIR", "somewhere"))
+        args, unknown = build_parser(argv).parse_known_args(argv)
+        assert unknown == [], command
+        given = {k: v for k, v in vars(args).items() if k in RunConfig.__dataclass_fields__}
+        options = {k: getattr(args, k) for k in ("alpha", "beta") if hasattr(args, k)}
+        config = resolve_config({**given, "method_options": options}, preset=args.preset)
+        config.validate()

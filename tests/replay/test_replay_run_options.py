@@ -67,10 +67,15 @@ def test_help_names_every_new_option_and_class(capsys):
         main(["run", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     for text in ["--online", "--groupby", "--batch-size-mem", "--task-balanced", "--memmap-dir",
-                 "reservoir", "parametric", "entropy", "margin", "OnlineReplayPlugin",
-                 "ReservoirSamplingStoragePolicy", "ParametricStoragePolicy",
-                 "EntropySelectionStrategy", "MarginSelectionStrategy"]:
+                 "reservoir", "parametric", "entropy", "margin"]:
         assert text in out
+    for flag, name, text in [("--policy", "reservoir", "ReservoirSamplingStoragePolicy"),
+                             ("--policy", "parametric", "ParametricStoragePolicy"),
+                             ("--selection", "entropy", "EntropySelectionStrategy"),
+                             ("--selection", "margin", "MarginSelectionStrategy")]:
+        with pytest.raises(SystemExit):
+            main(["run", flag, name, "--help"])  # the help describes the choice given
+        assert f"{name}: {text}" in " ".join(capsys.readouterr().out.split())
 
 
 def test_online_run_with_a_mapped_memory(tmp_path, capsys):

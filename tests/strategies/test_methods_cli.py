@@ -12,14 +12,16 @@ SHORT = ["run", "--epochs", "1", "--n-experiences", "2", "--mem-size", "30", "--
 
 
 def test_help_lists_every_method_and_its_options_with_defaults(capsys):
-    with pytest.raises(SystemExit):
-        main(["run", "--help"])
-    out = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # words wrapped at hyphens
-    assert "--method {er,der,derpp,xder,er-ace,agem,gdumb,icarl}" in out
     for name, method in METHODS.items():
-        assert f"{name} ({method.summary})" in out
+        with pytest.raises(SystemExit):
+            main(["run", "--method", name, "--help"])
+        out = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # words wrapped at hyphens
+        assert "--method {er,der,derpp,xder,er-ace,agem,gdumb,icarl}" in out
+        assert f"{name}: {method.summary}" in out
         for option in method.options:
-            assert option.flag in out and f"{name}: {option.default}" in out
+            text = " ".join(option.help.split()).replace("- ", "-")
+            default = f"(default: {option.default})" if option.kind is not bool else ""
+            assert f"{option.flag}" in out and f"{text} {default}".strip() in out
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -30,7 +32,7 @@ def test_help_lists_every_method_and_its_options_with_defaults(capsys):
     (["--method", "agem", "--batch-size-mem", "4"], "--batch-size-mem does not apply to --method agem"),
     (["--method", "er-ace", "--policy", "class"], "--policy does not apply to --method er-ace, got --policy 'class'"),
     (["--method", "icarl", "--online"], "--online does not apply to --method icarl, got --online"),
-    (["--method", "der", "--no-replay"], "--no-replay is the naive baseline of --method er"),
+    (["--method", "der", "--no-replay"], "--method needs replay, got --method 'der' with --no-replay"),
 ])
 def test_bad_method_options_are_refused_before_training(argv, message, capsys):
     assert main(SHORT + argv) == 2

@@ -47,7 +47,7 @@ def test_error_names_experience_epoch_and_iteration(value, shown):
     strategy = strategy_with(PoisonAt(12 + 11, value))
     strategy.train(experience(0))
     with pytest.raises(NonFiniteLossError, match=(
-            rf"^training loss became {shown} at experience 1, epoch 3 of 3, iteration 3 of 4; training "
+            rf"^training loss became {shown} at experience 2, epoch 3 of 3, iteration 3 of 4; training "
             r"stopped before the experience ended, so no checkpoint holds this state")):
         strategy.train(experience(1))
     assert strategy.clock.train_exp_counter == 1  # the experience did not count as done
@@ -58,7 +58,7 @@ def test_non_finite_weights_with_a_finite_loss_are_caught():
     # A weight the forward pass does not use: the loss stays finite.
     strategy.model.register_parameter("spare", nn.Parameter(torch.tensor([float("inf")])))
     with pytest.raises(NonFiniteLossError, match=r"^model weights \['spare'\] stopped being finite at "
-                                                 r"experience 0, epoch 1 of 1 \(the loss stayed finite\)"):
+                                                 r"experience 1, epoch 1 of 1 \(the loss stayed finite\)"):
         strategy.train(experience(0))
 
 
@@ -92,7 +92,7 @@ def test_run_stops_and_the_previous_checkpoint_stays_valid(tmp_path, monkeypatch
     monkeypatch.setattr(run_module, "build_strategy", poisoned)
     config = RunConfig(epochs=1, n_experiences=5, mem_size=20, hidden=[8],
                        checkpoint_dir=str(tmp_path / "ck"), output=str(tmp_path / "out"))
-    with pytest.raises(NonFiniteLossError, match="at experience 1, epoch 1 of 1, iteration 5 of "):
+    with pytest.raises(NonFiniteLossError, match="at experience 2, epoch 1 of 1, iteration 5 of "):
         run_experiment(config, log=lambda _: None)
     saved = read_checkpoint(tmp_path / "ck" / CHECKPOINT_FILENAME)
     assert saved["next_experience"] == 1
@@ -114,5 +114,5 @@ def test_cli_reports_divergence_in_one_line(tmp_path, monkeypatch, capsys):
                  "--checkpoint-dir", str(tmp_path / "ck")])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
-    assert err.startswith("clreplay: error: training loss became inf at experience 1, epoch 1 of 1, "
+    assert err.startswith("clreplay run: error: training loss became inf at experience 2, epoch 1 of 1, "
                           "iteration 2 of ")

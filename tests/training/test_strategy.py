@@ -56,7 +56,8 @@ def test_hook_order_recorded_by_a_spy():
     hooks_a = [h for who, h in log if who == "a"]
     assert hooks_a == (
         ["before_eval"]
-        + (["before_eval_exp"] + ["before_eval_iteration", "after_eval_iteration"] * 2 + ["after_eval_exp"]) * 2
+        + (["before_eval_exp"] + ["before_eval_iteration", "before_eval_forward", "after_eval_forward",
+                                  "after_eval_iteration"] * 2 + ["after_eval_exp"]) * 2
         + ["after_eval"]
     )
 

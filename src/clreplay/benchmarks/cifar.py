@@ -237,7 +237,9 @@ def split_cifar10(
     seed: Optional[int] = 0,
     check_sha256: Union[bool, str] = False,
 ) -> Benchmark:
-    """Class-incremental CIFAR-10: by default 5 experiences of 2 classes."""
+    """Class-incremental CIFAR-10: by default 5 experiences of 2 classes; ``uint8`` images
+    ``(3, 32, 32)`` (``input_dtype``; a float model starts with
+    :class:`~clreplay.data.InputNormalization`)."""
     return _split(CIFAR10, "split_cifar10", root, n_experiences, task_labels, class_order, seed,
                   check_sha256)
 
@@ -246,6 +248,6 @@ def split_cifar100(root: Union[str, os.PathLike], n_experiences: int = 10, *,
                    task_labels: bool = False, class_order: Optional[Sequence[int]] = None,
                    seed: Optional[int] = 0, check_sha256: Union[bool, str] = False) -> Benchmark:
     """Class-incremental CIFAR-100 (fine labels): 10 experiences of 10 classes by
-    default, 20 of 5 with ``n_experiences=20``."""
+    default, 20 of 5 with ``n_experiences=20``; ``uint8`` images ``(3, 32, 32)``."""
     return _split(CIFAR100, "split_cifar100", root, n_experiences, task_labels, class_order, seed,
                   check_sha256)

@@ -39,7 +39,8 @@ def split_digits(
     class_order: Optional[Sequence[int]] = None,
     seed: Optional[int] = 0,
 ) -> Benchmark:
-    """Class-incremental digits: by default 5 experiences of 2 classes each.
+    """Class-incremental digits: by default 5 experiences of 2 classes each. Samples are
+    ``float32`` vectors of 64 values in [0, 1] (``input_dtype``).
 
     >>> bench = split_digits()
     >>> bench.n_experiences, [len(e.classes_in_this_experience) for e in bench.train_stream]

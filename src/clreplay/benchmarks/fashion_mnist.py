@@ -66,8 +66,11 @@ def split_fashion_mnist(
     class_order: Optional[Sequence[int]] = None,
     seed: Optional[int] = 0,
 ) -> Benchmark:
-    """Class-incremental Fashion-MNIST: by default 5 experiences of 2 classes, images
-    kept as ``uint8`` ``(1, 28, 28)`` and scaled to [0, 1] by the model. Labels other
-    than ``0..9`` are mapped like every loader's and recorded in ``original_labels``."""
+    """Class-incremental Fashion-MNIST: by default 5 experiences of 2 classes.
+
+    Samples are ``uint8`` images ``(1, 28, 28)`` (``input_dtype``), a quarter of float32's
+    bytes in the datasets and the replay memory; the model converts them. A model of your
+    own starts with :class:`~clreplay.data.InputNormalization` (``bench.mean``,
+    ``bench.std``), as :func:`clreplay.models.make_model`'s image models do."""
     return _split(_load_idx(_folder(root), images=True), "split_fashion_mnist", n_experiences,
                   task_labels, class_order, seed)

@@ -143,7 +143,8 @@ def split_mnist(
     name: Optional[str] = None,
 ) -> Benchmark:
     """Class-incremental MNIST (or any IDX-format data set) read from ``root``, as
-    ``uint8`` images ``(1, H, W)`` (models normalise them per batch).
+    ``uint8`` images ``(1, H, W)`` (``input_dtype``; the model converts them: a float
+    model starts with :class:`~clreplay.data.InputNormalization`).
 
     The benchmark is named ``name``, by default after ``root`` (:func:`data_name`), so a
     Fashion-MNIST folder is not reported as MNIST.
@@ -156,6 +157,6 @@ def split_npz(path: str | os.PathLike, n_experiences: int = 5, *, task_labels: b
               class_order: Optional[Sequence[int]] = None, seed: Optional[int] = 0,
               name: Optional[str] = None) -> Benchmark:
     """Class-incremental stream over the arrays of an ``.npz`` archive, named ``name``
-    (by default the file's stem, :func:`data_name`)."""
+    (by default the file's stem, :func:`data_name`); samples are ``float32``."""
     return _split(_load_npz(Path(path)), name or data_name(path), n_experiences, task_labels,
                   class_order, seed)

@@ -65,7 +65,7 @@ def split_classes(class_order: Sequence[int], n_experiences: int) -> List[List[i
     return groups
 
 
-def _stream(data: ClassificationDataset, groups, task_labels: bool) -> List[Experience]:
+def _stream(data: ClassificationDataset, groups, task_labels: bool, name: str) -> List[Experience]:
     stream = []
     targets = data.targets.cpu()
     for i, group in enumerate(groups):
@@ -74,7 +74,7 @@ def _stream(data: ClassificationDataset, groups, task_labels: bool) -> List[Expe
         task = i if task_labels else 0
         if task_labels:
             ds = ds.with_task_label(task)
-        stream.append(Experience(ds, i, sorted(group), task))
+        stream.append(Experience(ds, i, sorted(group), task, stream_name=name))
     return stream
 
 
@@ -127,8 +127,8 @@ def class_incremental(
     n_features = int(train.storage[0].numel()) if train.is_tensor_backed and len(train) else 0
     input_shape = tuple(train.storage.shape[1:]) if train.is_tensor_backed else ()
     return Benchmark(
-        train_stream=_stream(train, groups, task_labels),
-        test_stream=_stream(test, groups, task_labels),
+        train_stream=_stream(train, groups, task_labels, "train"),
+        test_stream=_stream(test, groups, task_labels, "test"),
         class_order=order,
         name="class_incremental",
         n_features=n_features,

@@ -58,7 +58,7 @@ def split_synthetic(
     class_order: Optional[Sequence[int]] = None,
     seed: Optional[int] = 0,
 ) -> Benchmark:
-    """A class-incremental stream over :func:`make_synthetic` data."""
+    """A class-incremental stream over :func:`make_synthetic` data (``float32`` vectors)."""
     train, test = make_synthetic(
         n_samples, n_features, n_classes, seed=0 if seed is None else seed
     )

@@ -4,6 +4,7 @@ from clreplay.data.batching import BatchSource, DatasetBatchSource, MappedBatchS
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.data.experience import Benchmark, Experience
 from clreplay.data.minibatch import MiniBatch
+from clreplay.data.normalization import InputNormalization
 
 __all__ = ["Benchmark", "BatchSource", "ClassificationDataset", "DatasetBatchSource", "Experience",
-           "MappedBatchSource", "MiniBatch"]
+           "InputNormalization", "MappedBatchSource", "MiniBatch"]

@@ -4,11 +4,13 @@ results files, text reports and plots."""
 from clreplay.evaluation.evaluator import EvaluationPlugin, memory_composition
 from clreplay.evaluation.loggers import (
     CSVLogger,
+    InteractiveLogger,
     JSONLinesLogger,
     Logger,
     ProgressBarLogger,
     TensorBoardLogger,
     TextLogger,
+    WandBLogger,
     default_loggers,
 )
 from clreplay.evaluation.metrics import (
@@ -20,6 +22,13 @@ from clreplay.evaluation.metrics import (
     forward_transfer,
     per_class_accuracy,
     summarize,
+)
+from clreplay.evaluation.named_metrics import (
+    MetricRequest,
+    accuracy_metrics,
+    bwt_metrics,
+    forgetting_metrics,
+    loss_metrics,
 )
 from clreplay.evaluation.plots import (
     plot_accuracy_curves,
@@ -33,21 +42,28 @@ from clreplay.evaluation.results import read_results, write_results
 __all__ = [
     "CSVLogger",
     "EvaluationPlugin",
+    "InteractiveLogger",
     "JSONLinesLogger",
     "Logger",
+    "MetricRequest",
     "ProgressBarLogger",
     "TensorBoardLogger",
     "TextLogger",
+    "WandBLogger",
+    "accuracy_metrics",
     "accuracy_on_seen",
     "average_accuracy",
     "average_incremental_accuracy",
     "backward_transfer",
+    "bwt_metrics",
     "default_loggers",
     "forgetting",
+    "forgetting_metrics",
     "format_comparison",
     "format_matrix",
     "format_report",
     "forward_transfer",
+    "loss_metrics",
     "memory_composition",
     "per_class_accuracy",
     "plot_accuracy_curves",

@@ -12,7 +12,9 @@ import torch
 from clreplay import distributed as idist
 from clreplay.data.experience import Experience
 from clreplay.evaluation.loggers import Logger
+from clreplay.evaluation.memory import memory_composition
 from clreplay.evaluation.metrics import per_class_accuracy, summarize
+from clreplay.evaluation.named_metrics import NamedMetrics, split_evaluator_arguments
 from clreplay.training.plugin import StrategyPlugin
 
 # What state_dict() saves: everything gathered over finished experiences.
@@ -29,35 +31,6 @@ _STATE_KEYS = (
     "eval_time_s",
     "memory",
 )
-
-
-def memory_composition(strategy) -> dict:
-    """The replay memory of the first plugin of ``strategy`` that has one (an
-    ``ext_mem`` dict): ``size``, sample counts by ``groups`` (memory key) and by
-    ``classes``, ``mem_size`` and ``policy``. Without a memory, size 0 and Nones.
-
-    Keys are strings, so the dict survives a JSON round trip unchanged.
-    """
-    for plugin in strategy.plugins:
-        ext_mem = getattr(plugin, "ext_mem", None)
-        if isinstance(ext_mem, dict):
-            break
-    else:
-        return {"size": 0, "groups": {}, "classes": {}, "mem_size": None, "policy": None}
-    groups = {str(key): len(group) for key, group in ext_mem.items()}
-    targets = [group.targets for group in ext_mem.values() if len(group)]
-    classes: Dict[str, int] = {}
-    if targets:
-        labels, counts = torch.unique(torch.cat(targets), return_counts=True)
-        classes = {str(c): n for c, n in zip(labels.tolist(), counts.tolist())}
-    policy = getattr(plugin, "storage_policy", None)
-    return {
-        "size": sum(groups.values()),
-        "groups": groups,
-        "classes": classes,
-        "mem_size": getattr(plugin, "mem_size", None),
-        "policy": None if policy is None else type(policy).__name__,
-    }
 
 
 def _defined(accuracy: float) -> Optional[float]:
@@ -89,6 +62,14 @@ class EvaluationPlugin(StrategyPlugin):
     composition. With ``initial_eval`` (default) it also evaluates the model once
     before the first experience: the baseline of forward transfer.
 
+    Positional arguments may also be metric lists, as in an Avalanche script
+    (``EvaluationPlugin(accuracy_metrics(experience=True, stream=True), loggers=[...])``):
+    the evaluator then computes them under Avalanche's names whenever the strategy
+    trains or evaluates (:mod:`~clreplay.evaluation.named_metrics`), sends them to its
+    loggers (event ``metrics``), adds them to what ``strategy.eval`` returns (its
+    ``.metrics``) and keeps them: :meth:`get_last_metrics`, :meth:`get_all_metrics`.
+    Without a test stream it evaluates nothing by itself.
+
     Pass it as ``evaluator=`` to a strategy: it runs last among the plugins, so the
     replay memory is already updated when it evaluates. Its ``state_dict`` holds all
     it gathered over finished experiences; loggers are not part of it. In a
@@ -119,11 +100,17 @@ class EvaluationPlugin(StrategyPlugin):
 
     def __init__(
         self,
+        *streams_or_metrics,
         test_stream: Optional[Sequence[Experience]] = None,
-        *,
         loggers: Optional[Sequence[Logger]] = None,
         initial_eval: bool = True,
+        collect_all: bool = True,
     ) -> None:
+        test_stream, requests = split_evaluator_arguments(streams_or_metrics, test_stream)
+        if not isinstance(collect_all, bool):
+            raise TypeError(f"collect_all must be a bool, got {type(collect_all).__name__}")
+        #: The metrics requested by name (None without metric lists).
+        self.named = NamedMetrics(requests, keep_history=collect_all) if requests else None
         self.test_stream = list(test_stream) if test_stream is not None else None
         for i, experience in enumerate(self.test_stream or []):
             if not isinstance(experience, Experience):
@@ -193,6 +180,8 @@ class EvaluationPlugin(StrategyPlugin):
             self.initial_task_accuracy = task_accuracies
         self._reset_experience()
         self._in_experience = True
+        if self.named is not None:
+            self.named.before_training_exp(strategy)
         experience = strategy.experience
         self.emit("experience_start", {
             "experience": experience.current_experience,
@@ -211,10 +200,14 @@ class EvaluationPlugin(StrategyPlugin):
             "epochs": strategy.train_epochs,
             "batches": len(strategy.batch_source),
         })
+        if self.named is not None:
+            self.named.before_training_epoch(strategy)
 
     def after_training_iteration(self, strategy, **kwargs) -> None:
         for logger in self._live:
             logger.on_iteration(strategy)
+        if self.named is not None:
+            self._emit_metrics("train", self.named.after_training_iteration(strategy), strategy)
 
     def after_training_epoch(self, strategy, **kwargs) -> None:
         loss_sum = strategy.epoch_loss_sum.item()  # one host sync per epoch (and the timing's)
@@ -240,6 +233,8 @@ class EvaluationPlugin(StrategyPlugin):
             "samples_per_s": samples / seconds if seconds > 0 else 0.0,
             "train_iterations": clock.train_iterations,
         })
+        if self.named is not None:
+            self._emit_metrics("train", self.named.after_training_epoch(strategy), strategy)
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         self._in_experience = False
@@ -305,7 +300,45 @@ class EvaluationPlugin(StrategyPlugin):
             self._task_classes[key] = classes
         return classes
 
+    # ---------------------------------------- metrics requested by name (Avalanche's)
+    def before_eval(self, strategy, **kwargs) -> None:
+        if self.named is not None:
+            self.named.before_eval(strategy)
+
+    def before_eval_exp(self, strategy, **kwargs) -> None:
+        if self.named is not None:
+            self.named.before_eval_exp(strategy)
+
+    def after_eval_exp(self, strategy, **kwargs) -> None:
+        if self.named is not None:  # over several processes each rank counted its share
+            self.named.after_eval_exp(strategy, sum_over_ranks=idist.all_reduce
+                                      if idist.is_distributed(strategy) else None)
+
+    def after_eval(self, strategy, **kwargs) -> None:
+        if self.named is not None:
+            values = self.named.after_eval(strategy)
+            if getattr(strategy, "eval_results", None) is not None:
+                strategy.eval_results.metrics.update(values)
+            self._emit_metrics("eval", values, strategy)
+
+    def _emit_metrics(self, phase: str, values: dict, strategy) -> None:
+        if values:
+            self.emit("metrics", {"phase": phase, "step": strategy.clock.train_iterations,
+                                  "values": dict(values)})
+
+    def get_last_metrics(self) -> dict:
+        """The last value of every metric requested by name (``{}`` without metric lists)."""
+        return {} if self.named is None else self.named.last()
+
+    def get_all_metrics(self) -> dict:
+        """Every value of every metric requested by name: ``{name: ([x, ...], [value, ...])}``,
+        ``x`` the training iterations done when it was computed (``{}`` with
+        ``collect_all=False`` or without metric lists)."""
+        return {} if self.named is None else self.named.history()
+
     def after_eval_iteration(self, strategy, **kwargs) -> None:
+        if self.named is not None:
+            self.named.after_eval_iteration(strategy)
         if self._collect_task:
             y, output, experience = strategy.mb_y, strategy.mb_output, strategy.experience
             classes = self._classes_of(experience, output.device)
@@ -394,11 +427,14 @@ class EvaluationPlugin(StrategyPlugin):
                            self._exp_seconds, list(self._exp_epoch_losses)],
             "epoch_start": None if self._epoch_start is None else list(self._epoch_start[1:]),
         } if self._in_experience else None
+        if self.named is not None:  # what the metrics requested by name gathered
+            state["named_metrics"] = self.named.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        missing = [key for key in (*_STATE_KEYS, "in_progress") if key not in state]
-        unexpected = sorted(set(state) - {*_STATE_KEYS, "in_progress"})
+        optional = ("named_metrics",) if self.named is not None else ()
+        missing = [key for key in (*_STATE_KEYS, "in_progress", *optional) if key not in state]
+        unexpected = sorted(set(state) - {*_STATE_KEYS, "in_progress", *optional})
         if missing or unexpected:
             raise KeyError(
                 f"evaluator state must have keys {list(_STATE_KEYS)}; "
@@ -410,6 +446,8 @@ class EvaluationPlugin(StrategyPlugin):
                 current[:] = value  # in place: a list a caller holds stays this evaluator's
             else:
                 setattr(self, key, value)
+        if self.named is not None:
+            self.named.load_state_dict(state["named_metrics"])
         self._reset_experience()
         progress = state["in_progress"]
         if progress is not None:

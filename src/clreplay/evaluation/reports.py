@@ -24,22 +24,23 @@ def _fmt(value, spec: str) -> str:
 
 def format_matrix(matrix: Matrix) -> str:
     """The accuracy matrix as a text table (rows: after training on; columns: tested
-    on); the last column is the mean on the experiences seen so far.
+    on); the last column is the mean on the experiences seen so far. Experiences are
+    numbered from 1, as people count them (``matrix[0]`` is row 1).
 
     An undefined accuracy (a test experience with no samples) reads ``n/a``.
 
     >>> print(format_matrix([[0.9, 0.0], [0.6, 0.8]]))
-    after \\ on        0       1     avg
-             0    0.900   0.000   0.900
-             1    0.600   0.800   0.700
+    after \\ on        1       2     avg
+             1    0.900   0.000   0.900
+             2    0.600   0.800   0.700
     >>> print(format_matrix([[None, 0.0]]).splitlines()[1])
-             0      n/a   0.000     n/a
+             1      n/a   0.000     n/a
     """
     rows = check_matrix(matrix)
     seen = accuracy_on_seen(rows)
-    lines = ["after \\ on " + "".join(f"{j:>8}" for j in range(len(rows[0]))) + "     avg"]
+    lines = ["after \\ on " + "".join(f"{j + 1:>8}" for j in range(len(rows[0]))) + "     avg"]
     for i, row in enumerate(rows):
-        lines.append(f"{i:>10} " + "".join(f"{_fmt(a, '.3f'):>8}" for a in row)
+        lines.append(f"{i + 1:>10} " + "".join(f"{_fmt(a, '.3f'):>8}" for a in row)
                      + f"{_fmt(seen[i], '.3f'):>8}")
     return "\n".join(lines)
 

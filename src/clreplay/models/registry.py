@@ -16,10 +16,10 @@ from clreplay.options import Option
 
 HIDDEN = Option("hidden", [256], "hidden layer sizes of the MLP", kind=int, minimum=1, maximum=65536,
                 many=True, maximum_items=64)
-INIT = Option("init", "default", "the MLP's initialisation: " + ", ".join(f"{k} ({v})" for k, v in INITS.items()),
-              choices=tuple(INITS))
-WIDTH = Option("width", None, "resnet18 base filters (default 20, the reduced network; 64 is full width) "
-               "or cnn first-layer channels (default 32)", kind=int, minimum=1, maximum=1024)
+INIT = Option("init", "default", "the MLP's initialisation: default (torch's) or xavier "
+              "(Glorot-uniform weights, zero biases: mammoth's MLP)", choices=tuple(INITS))
+WIDTH = Option("width", None, "resnet18 base filters (default 20; 64: full width) or cnn channels "
+               "(default 32)", kind=int, minimum=1, maximum=1024)
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ class OnlineReplayPlugin(MemoryPlugin):
     def after_training_epoch(self, strategy, **kwargs):
         """The steps' light checks of the replicated memory, read once an epoch."""
         self._watch.report(self.storage_policy, strategy,
-                           where=f"of experience {strategy.experience.current_experience}")
+                           where=f"of experience {strategy.experience.current_experience + 1}")
 
     def _columns(self, strategy) -> Optional[Dict[str, Tensor]]:
         """:meth:`stored_columns` for the whole global batch: over several processes each
@@ -160,7 +160,7 @@ class OnlineReplayPlugin(MemoryPlugin):
         self._source = None
         # Every step was checked lightly; every byte once per experience.
         check_replicated(self.storage_policy, strategy,
-                         when=f"experience {strategy.experience.current_experience}")
+                         when=f"experience {strategy.experience.current_experience + 1}")
 
 
 class _BatchAsExperience:

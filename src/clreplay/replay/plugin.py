@@ -122,4 +122,4 @@ class ReplayPlugin(MemoryPlugin):
         check that every rank holds the same memory)."""
         self.storage_policy(strategy)
         check_replicated(self.storage_policy, strategy,
-                         when=f"experience {strategy.experience.current_experience}")
+                         when=f"experience {strategy.experience.current_experience + 1}")

@@ -23,14 +23,11 @@ from clreplay.options import Option
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
-PRECISION = Option("precision", "fp32", "arithmetic of the forward pass and the loss: fp32, or bf16/fp16 "
-                   "autocast (fp16 with a gradient scaler); weights and optimiser stay fp32",
+PRECISION = Option("precision", "fp32", "forward pass and loss in autocast (fp16 with a gradient scaler)",
                    choices=tuple(PRECISIONS))
-COMPILE = Option("compile", "off", "torch.compile the model: default, reduce-overhead (CUDA graphs: small "
-                 "batches stop paying a launch per kernel) or max-autotune; the last, smaller batch of an "
-                 "epoch compiles once more", choices=COMPILE_MODES)
-CHANNELS_LAST = Option("channels_last", False, "keep image models and batches in channels-last memory "
-                       "order (faster convolutions on GPUs)")
+COMPILE = Option("compile", "off", "torch.compile the model (reduce-overhead: CUDA graphs)",
+                 choices=COMPILE_MODES)
+CHANNELS_LAST = Option("channels_last", False, "image models and batches in channels-last order")
 
 
 class Acceleration:

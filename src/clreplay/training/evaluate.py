@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterable
+from typing import Iterable
 
 import torch
 
 from clreplay.data.batching import DatasetBatchSource
 from clreplay.data.experience import Experience
 from clreplay.data.minibatch import MiniBatch
+from clreplay.training.eval_results import EvalResults
+from clreplay.training.inputs import explain_input_dtype
 
 
 def check_experience(value) -> Experience:
@@ -26,7 +28,7 @@ def indexed(device: torch.device) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(strategy, stream: Experience | Iterable[Experience], **kwargs) -> Dict[int, float]:
+def evaluate(strategy, stream: Experience | Iterable[Experience], **kwargs) -> EvalResults:
     """``strategy.eval(stream)``: see :meth:`~clreplay.training.BaseStrategy.eval`."""
     if isinstance(stream, Experience):
         stream = [stream]
@@ -38,7 +40,7 @@ def evaluate(strategy, stream: Experience | Iterable[Experience], **kwargs) -> D
     saved = (strategy.experience, strategy._batch_source, strategy.model.training)
     saved_mb = (strategy.mb, strategy.mb_output, strategy.loss)
     strategy.model.eval()
-    results: Dict[int, float] = {}
+    counts = []  # (experience, task, stream name, correct, samples) of each experience
     strategy._fire("before_eval", **kwargs)
     for experience in stream:
         strategy.experience = experience
@@ -50,7 +52,9 @@ def evaluate(strategy, stream: Experience | Iterable[Experience], **kwargs) -> D
         source = DatasetBatchSource(data, strategy.eval_mb_size, shuffle=False)
         device = indexed(strategy.device)
         # Inlined like training_step: a hook no plugin overrides is an empty list.
-        before, after = strategy._hooks["before_eval_iteration"], strategy._hooks["after_eval_iteration"]
+        hooks = strategy._hooks
+        before, after = hooks["before_eval_iteration"], hooks["after_eval_iteration"]
+        before_forward, after_forward = hooks["before_eval_forward"], hooks["after_eval_forward"]
         for x, y, t in source:
             if x.device != device or y.device != device or t.device != device:
                 x = x.to(device, non_blocking=True)
@@ -59,16 +63,25 @@ def evaluate(strategy, stream: Experience | Iterable[Experience], **kwargs) -> D
             strategy.mb = MiniBatch(x, y, t)
             for hook in before:
                 hook(strategy, **kwargs)
-            with strategy.acceleration.autocast():
-                strategy.mb_output = strategy.predict(strategy.mb.x)
+            for hook in before_forward:
+                hook(strategy, **kwargs)
+            try:
+                with strategy.acceleration.autocast():
+                    strategy.mb_output = strategy.predict(strategy.mb.x)
+            except RuntimeError as err:  # uint8 images into a float model: say how to fix it
+                explain_input_dtype(err, strategy.mb.x)
+                raise
+            for hook in after_forward:
+                hook(strategy, **kwargs)
             correct += (strategy.mb_output.argmax(dim=1) == strategy.mb.y).sum()
             for hook in after:
                 hook(strategy, **kwargs)
         if strategy._parallel is not None:
             correct = strategy._parallel.sum(correct)
-        n = len(experience.dataset)
-        results[experience.current_experience] = correct.item() / n if n else float("nan")
+        counts.append((experience.current_experience, experience.task_label, experience.stream_name,
+                       correct.item(), len(experience.dataset)))
         strategy._fire("after_eval_exp", **kwargs)
+    results = strategy.eval_results = EvalResults.from_counts(counts)  # plugins may add metrics
     strategy._fire("after_eval", **kwargs)
     strategy.experience, strategy._batch_source, training = saved
     strategy.mb, strategy.mb_output, strategy.loss = saved_mb

@@ -24,7 +24,7 @@ is never overwritten with a diverged state.
 >>> strategy.train(Experience(data, 0, [0, 1]))  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-clreplay.training.guards.NonFiniteLossError: training loss became nan at experience 0, epoch 1 of 2, iteration 3 of 4; ...
+clreplay.training.guards.NonFiniteLossError: training loss became nan at experience 1, epoch 1 of 2, iteration 3 of 4; ...
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class NonFiniteLossGuard(StrategyPlugin):
     @staticmethod
     def _message(strategy, losses: Optional[Tensor], params: List[Tensor]) -> str:
         clock = strategy.clock
-        where = (f"experience {strategy.experience.current_experience}, "
+        where = (f"experience {strategy.experience.current_experience + 1}, "
                  f"epoch {clock.train_exp_epochs} of {strategy.train_epochs}")
         bad = None if losses is None else torch.nonzero(~torch.isfinite(losses)).flatten()
         if bad is not None and len(bad):

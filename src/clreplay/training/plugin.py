@@ -24,6 +24,8 @@ HOOKS: Tuple[str, ...] = (
     "before_eval",
     "before_eval_exp",
     "before_eval_iteration",
+    "before_eval_forward",
+    "after_eval_forward",
     "after_eval_iteration",
     "after_eval_exp",
     "after_eval",
@@ -75,13 +77,30 @@ for _hook in HOOKS:
     setattr(StrategyPlugin, _hook, _make_noop_hook(_hook))
 
 
+#: Hooks of Avalanche's loop that this loop does not have, and what to do instead: a plugin
+#: that defines one is refused by name rather than silently never called.
+UNSUPPORTED_HOOKS: Dict[str, str] = {
+    **dict.fromkeys(
+        ("before_train_dataset_adaptation", "after_train_dataset_adaptation"),
+        "clreplay's loop adapts no dataset: batches come from strategy.batch_source, which a "
+        "plugin replaces or extends in before_training_exp (ReplayPlugin does), or transform "
+        "the experience's dataset before strategy.train"),
+    **dict.fromkeys(
+        ("before_eval_dataset_adaptation", "after_eval_dataset_adaptation"),
+        "clreplay's evaluation reads each experience's dataset as it is: use before_eval_exp "
+        "(strategy.experience is the one evaluated), or transform the test stream's datasets "
+        "before strategy.eval"),
+}
+
+
 def _misspelled_hooks(plugin: StrategyPlugin) -> List[Tuple[str, List[str]]]:
     """Public methods named like a hook but not one: near misses of a hook's name
     (e.g. ``befor_training_exp``). Other methods, ``after_my_step`` included, are
     the plugin's own business."""
     found = []
     for name in dir(type(plugin)):
-        if name.startswith("_") or name in HOOKS or hasattr(StrategyPlugin, name):
+        if name.startswith("_") or name in HOOKS or name in UNSUPPORTED_HOOKS \
+                or hasattr(StrategyPlugin, name):
             continue
         close = difflib.get_close_matches(name, HOOKS, n=1, cutoff=0.85)
         if close:
@@ -90,11 +109,18 @@ def _misspelled_hooks(plugin: StrategyPlugin) -> List[Tuple[str, List[str]]]:
 
 
 def check_plugin(plugin, index: int) -> None:
-    """Reject non-plugins and plugins with a method named like a misspelled hook."""
+    """Reject non-plugins, plugins with a method named like a misspelled hook and plugins
+    defining a hook this loop does not call (:data:`UNSUPPORTED_HOOKS`)."""
     if not isinstance(plugin, StrategyPlugin):
         raise TypeError(
             f"plugins[{index}] must be a StrategyPlugin, got {type(plugin).__name__}"
         )
+    for name, instead in UNSUPPORTED_HOOKS.items():
+        if callable(getattr(plugin, name, None)):
+            raise ValueError(
+                f"plugins[{index}] ({type(plugin).__name__}) defines {name}(), a hook of Avalanche's "
+                f"loop that clreplay's never calls: {instead}"
+            )
     bad = _misspelled_hooks(plugin)
     if bad:
         name, close = bad[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,10 @@ from clreplay.data.minibatch import MiniBatch
 from clreplay.training.acceleration import Acceleration
 from clreplay.training.context import RunContext
 from clreplay.training.data_parallel import DataParallel
+from clreplay.training.eval_results import EvalResults
 from clreplay.training.evaluate import check_experience, evaluate, indexed
+from clreplay.training.fields import Alias, BatchField
+from clreplay.training.inputs import explain_input_dtype
 from clreplay.training.plugin import StrategyPlugin, build_dispatch, check_plugins, seam_owner
 from clreplay.training.resume import begin_epoch, in_progress_state, resume_epoch
 
@@ -37,22 +40,6 @@ class Clock:
     train_epoch_iterations: int = 0  # iterations done in the current epoch
     train_iterations: int = 0  # iterations done since the strategy was created
     train_samples: int = 0  # samples forwarded in training since the strategy was created
-
-
-class _BatchField:
-    """``strategy.mb_x`` and friends: a field of the current :class:`MiniBatch`, read and set."""
-
-    def __init__(self, field: str, doc: str) -> None:
-        self.field, self.__doc__ = field, doc
-
-    def __get__(self, strategy, owner=None):
-        if strategy is None:
-            return self
-        mb = strategy.mb
-        return None if mb is None else getattr(mb, self.field)
-
-    def __set__(self, strategy, value) -> None:
-        setattr(strategy._mb(), self.field, value)
 
 
 class BaseStrategy:
@@ -204,6 +191,7 @@ class BaseStrategy:
         self.mb: Optional[MiniBatch] = None
         self.mb_output: Optional[Tensor] = None
         self.loss: Optional[Tensor] = None
+        self.eval_results: Optional[EvalResults] = None  # the last eval's, from after_eval on
         # Sum of the epoch's detached losses, kept on the device: reading it
         # every iteration would force a host sync.
         self.epoch_loss_sum: Tensor = torch.zeros((), device=self.device)
@@ -221,9 +209,10 @@ class BaseStrategy:
             plugin.setup(self.context)
 
     # -------------------------------------------------------- the mini-batch
-    mb_x = _BatchField("x", "The samples of the current mini-batch (``mb.x``).")
-    mb_y = _BatchField("y", "The class labels of the current mini-batch (``mb.y``).")
-    mb_task_id = _BatchField("t", "The task labels of the current mini-batch (``mb.t``).")
+    mb_x = BatchField("x", "The samples of the current mini-batch (``mb.x``).")
+    mb_y = BatchField("y", "The class labels of the current mini-batch (``mb.y``).")
+    mb_task_id = BatchField("t", "The task labels of the current mini-batch (``mb.t``).")
+    _criterion = Alias("loss_fn", "``loss_fn`` under the name Avalanche's plugins read and set.")
 
     def _mb(self) -> MiniBatch:
         if self.mb is None:
@@ -269,6 +258,10 @@ class BaseStrategy:
     # --------------------------------------------------------------- training
     def train(self, experiences: Experience | Iterable[Experience], **kwargs) -> None:
         """Train on one experience, or on each of a sequence of experiences in turn."""
+        if "eval_streams" in kwargs:  # Avalanche's periodic evaluation: never silently ignored
+            raise TypeError("train() got eval_streams, which clreplay does not take: call "
+                            "strategy.eval(stream) after train(), or give EvaluationPlugin a "
+                            "test_stream (evaluated after every experience)")
         if isinstance(experiences, Experience):
             experiences = [experiences]
         else:
@@ -352,7 +345,11 @@ class BaseStrategy:
             hook(self, **kwargs)
         acceleration = self.acceleration
         with acceleration.autocast():
-            self.mb_output = self.forward()
+            try:
+                self.mb_output = self.forward()
+            except RuntimeError as err:  # uint8 images into a float model: say how to fix it
+                explain_input_dtype(err, self.mb.x)
+                raise
             for hook in hooks["after_forward"]:
                 hook(self, **kwargs)
             self.loss = self.criterion()
@@ -412,8 +409,10 @@ class BaseStrategy:
         return self.model(x)
 
     # ------------------------------------------------------------- evaluation
-    def eval(self, stream: Experience | Iterable[Experience], **kwargs) -> Dict[int, float]:
-        """Accuracy on each experience of ``stream``, keyed by ``current_experience``.
+    def eval(self, stream: Experience | Iterable[Experience], **kwargs) -> EvalResults:
+        """Accuracy on each experience of ``stream``, keyed by ``current_experience``
+        (an :class:`EvalResults` dict: its ``metrics`` hold the same under Avalanche's
+        names, and an evaluator's metrics; ``eval_results`` during ``after_eval``).
 
         Runs batched, without gradients and in eval mode; the model's mode and
         the training state (``experience``, ``batch_source``) are restored after,

@@ -9,9 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from clreplay.data.dataset import ClassificationDataset
-from clreplay.distributed import is_distributed
 from clreplay.replay.selection.base import ClassExemplarsSelectionStrategy
-from clreplay.replay.selection.features import extract_features
+from clreplay.replay.selection.features import extract_features, strategy_settings
 
 #: Above this many samples herding streams dot products instead of holding a Gram matrix.
 _GRAM_MAX_SAMPLES = 8192
@@ -55,10 +54,9 @@ class FeatureBasedExemplarsSelectionStrategy(ClassExemplarsSelectionStrategy, AB
 
     def compute_features(self, strategy, data: ClassificationDataset) -> Tensor:
         """Flattened ``layer_name`` outputs of every sample of ``data``, on ``strategy.device``."""
-        return extract_features(self.model, data, layer_name=self.layer_name,
-                                device=getattr(strategy, "device", "cpu"),
-                                batch_size=getattr(strategy, "eval_mb_size", None),
-                                gather=is_distributed(strategy))
+        device, batch_size, distributed = strategy_settings(strategy)
+        return extract_features(self.model, data, layer_name=self.layer_name, device=device,
+                                batch_size=batch_size, gather=distributed)
 
     def make_sorted_indices(self, strategy, data: ClassificationDataset) -> List[int]:
         return self.make_sorted_indices_from_features(self.compute_features(strategy, data))

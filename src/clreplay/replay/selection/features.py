@@ -2,13 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from clreplay import distributed as idist
 from clreplay.data.dataset import ClassificationDataset
+
+
+def strategy_settings(strategy) -> Tuple[torch.device, Optional[int], bool]:
+    """What a selection reads from the strategy besides its model, checked: ``device`` (the
+    CPU when the object has none), ``eval_mb_size`` (one batch when it has none, or None) and
+    whether it runs over several processes. An attribute of the wrong kind, such as a
+    ``MagicMock``'s, is a TypeError naming it, so a policy can be driven by hand with any
+    object that holds what it reads.
+
+    >>> from types import SimpleNamespace
+    >>> strategy_settings(SimpleNamespace(device="cpu", eval_mb_size=64))
+    (device(type='cpu'), 64, False)
+    >>> strategy_settings(SimpleNamespace(eval_mb_size="64"))
+    Traceback (most recent call last):
+    ...
+    TypeError: strategy.eval_mb_size must be a positive int or None (the batch size of the selection's forward passes), got str '64'
+    """
+    device = getattr(strategy, "device", "cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"strategy.device must be a torch.device or a str (where the selection runs "
+                        f"the model), got {_described(device)}")
+    batch_size = getattr(strategy, "eval_mb_size", None)
+    if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
+        raise TypeError(f"strategy.eval_mb_size must be a positive int or None (the batch size of the "
+                        f"selection's forward passes), got {_described(batch_size)}")
+    return torch.device(device), batch_size, idist.is_distributed(strategy)
+
+
+def _described(value) -> str:
+    """``str '64'`` for a plain value; the type alone for an object (a mock's repr is noise)."""
+    plain = isinstance(value, (bool, int, float, str)) or value is None
+    return f"{type(value).__name__} {value!r}" if plain else type(value).__name__
 
 
 @torch.no_grad()

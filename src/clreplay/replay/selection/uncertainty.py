@@ -17,9 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from clreplay.data.dataset import ClassificationDataset
-from clreplay.distributed import is_distributed
 from clreplay.replay.selection.base import ClassExemplarsSelectionStrategy
-from clreplay.replay.selection.features import extract_features
+from clreplay.replay.selection.features import extract_features, strategy_settings
 
 
 def _check_logits(logits: Tensor, *, min_classes: int = 1) -> Tensor:
@@ -79,10 +78,13 @@ class OutputBasedSelectionStrategy(ClassExemplarsSelectionStrategy, ABC):
                 f"strategy must have a 'model' attribute holding a torch.nn.Module, got "
                 f"{type(strategy).__name__} with model={type(model).__name__}"
             )
-        return extract_features(model, data, forward=getattr(strategy, "predict", None),
-                                device=getattr(strategy, "device", "cpu"),
-                                batch_size=getattr(strategy, "eval_mb_size", None),
-                                gather=is_distributed(strategy))
+        device, batch_size, distributed = strategy_settings(strategy)
+        predict = getattr(strategy, "predict", None)
+        if predict is not None and not callable(predict):
+            raise TypeError(f"strategy.predict must be callable (x -> class scores) or absent, got "
+                            f"{type(predict).__name__}")
+        return extract_features(model, data, forward=predict, device=device, batch_size=batch_size,
+                                gather=distributed)
 
     def make_sorted_indices(self, strategy, data: ClassificationDataset) -> List[int]:
         outputs = self.compute_outputs(strategy, data)
