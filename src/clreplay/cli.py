@@ -9,6 +9,7 @@ from typing import Callable, List, Optional
 
 from clreplay import distributed as idist
 from clreplay._validation import check_choice
+from clreplay.launch import LaunchError
 from clreplay.locking import FolderLockedError
 from clreplay.models.registry import MODELS
 from clreplay.options import Option
@@ -291,7 +292,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt as err:
         print(f"clreplay: {getattr(err, 'message', 'interrupted')}", file=sys.stderr)
         return 130
-    except idist.LaunchError as err:
+    except LaunchError as err:
         print(f"clreplay: error: {err}", file=sys.stderr)
         return 1
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from dataclasses import asdict, replace
 from typing import Callable, Mapping, Optional
@@ -39,6 +38,7 @@ from clreplay.evaluation.metrics import accuracy_on_seen
 from clreplay.evaluation.plots import render_plots
 from clreplay.evaluation.reports import format_experience_stats, format_matrix, format_metrics
 from clreplay.evaluation.results import FORMAT_VERSION, write_results
+from clreplay.launch import LaunchError, LaunchInterrupted, launch
 from clreplay.locking import lock_folder
 from clreplay.models import make_model
 from clreplay.run_config import RunConfig, renamed
@@ -50,7 +50,7 @@ from clreplay.training.strategy import BaseStrategy, Naive
 from clreplay.workspace import check_folder, log_sizes, prepare_output
 
 __all__ = ["RunConfig", "RunInterrupted", "build_benchmark", "build_replay_plugin",
-           "build_strategy", "format_matrix", "run_experiment"]
+           "build_strategy", "format_matrix", "launch_experiment", "run_experiment"]
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run; ``message`` says what was saved and how to resume."""
@@ -298,23 +298,36 @@ def _silent(_: str) -> None:
     pass
 
 
-def _experiment_worker(config: RunConfig) -> None:
-    run_experiment(config)
+def _experiment_worker(config: RunConfig, names: Optional[Mapping[str, str]]) -> None:
+    run_experiment(config, names=names)
 
 
-def launch_experiment(config: RunConfig, nproc: int, *, start_method: Optional[str] = None,
+def launch_experiment(config: RunConfig, nproc: int, *,
                       names: Optional[Mapping[str, str]] = None) -> None:
-    """Run the main job in ``nproc`` local processes (gloo on the CPU, nccl on CUDA).
+    """Run the main job in ``nproc`` local processes (gloo on the CPU, nccl with one GPU
+    each on CUDA), started by torch's elastic agent (:func:`clreplay.launch.launch`:
+    spawned, never forked, so it works from a process that already trained).
 
     ``config.batch_size`` stays the global batch; the configuration is checked here,
     before any process starts. On the CPU each process takes ``cpu_count // nproc``
     torch threads (at least one). Rank 0 prints and writes ``config.output``.
-    ``start_method`` None forks on a Linux CPU (nothing is imported twice; no CUDA
-    or thread is live yet here) and spawns otherwise.
+
+    A rank that fails or dies stops the others: :class:`~clreplay.launch.LaunchError`
+    names it and says what the checkpoint folder holds (run the same command to
+    resume, with any number of processes); Ctrl-C raises :class:`RunInterrupted` with
+    rank 0's account of what was saved.
     """
     nproc = check_positive_int("nproc", nproc)
     config = replace(config, world_size=nproc).validate(names=names)
-    if start_method is None:
-        on_cpu = torch.device(config.device).type != "cuda"
-        start_method = "fork" if on_cpu and sys.platform == "linux" else "spawn"
-    idist.launch(_experiment_worker, nproc, config, device=config.device, start_method=start_method)
+    n = lambda field_name: (names or {}).get(field_name, field_name)  # noqa: E731
+    if config.checkpoint_dir:
+        hint = (f"run the same command to resume from the last checkpoint in "
+                f"{config.checkpoint_dir!r} (with any number of processes)")
+    else:
+        hint = f"nothing was saved (give {n('checkpoint_dir')} to make a run resumable)"
+    try:
+        launch(_experiment_worker, nproc, config, dict(names or {}), device=config.device)
+    except LaunchError as err:
+        raise LaunchError(f"{err.summary}; {hint}", err.rank, err.traceback) from None
+    except LaunchInterrupted as err:  # rank 0's account says what its checkpoint holds
+        raise RunInterrupted(err.message if err.explained else f"{err.message}; {hint}") from None

@@ -80,7 +80,8 @@ class BaseStrategy:
     distributed: train on every process of the initialized process group (see
         :mod:`clreplay.training.data_parallel`): each step's global batch of
         ``train_mb_size`` samples is split over the ranks (``train_mb_size`` must be
-        a multiple of the world size) and the gradients are summed, so the weights
+        a multiple of the world size), the model trains through
+        ``DistributedDataParallel`` (:attr:`train_model`), so the weights
         follow those of one process training on the global batches. Without a
         process group it changes nothing. A ``context`` whose ``world_size`` is
         above 1 means the same.
@@ -353,10 +354,12 @@ class BaseStrategy:
         for hook in hooks["before_backward"]:
             hook(self, **kwargs)
         parallel = self._parallel
-        loss = self.loss if parallel is None else parallel.loss_share(self.loss, self.mb_output)
-        loss.backward()
-        if parallel is not None:
-            parallel.sync_gradients()
+        if parallel is None:
+            loss = self.loss
+            loss.backward()
+        else:  # this rank's share of the global batch's loss; DDP sums the gradients
+            loss = parallel.loss_share(self.loss, self.mb_output)
+            parallel.backward(loss)
         for hook in hooks["after_backward"]:
             hook(self, **kwargs)
         for hook in hooks["before_update"]:
@@ -376,9 +379,17 @@ class BaseStrategy:
             hook(self, **kwargs)
         self._at_iteration_end = False
 
+    @property
+    def train_model(self) -> nn.Module:
+        """What the training forward calls: ``model``, or over several processes its
+        :class:`~torch.nn.parallel.DistributedDataParallel` wrapper (``model`` stays the
+        plain module: plugins read its layers, evaluation calls it)."""
+        return self.model if self._parallel is None else self._parallel.module()
+
     def forward(self) -> Tensor:
-        """The model's output on the current mini-batch (override for multi-head models)."""
-        return self.model(self.mb.x)
+        """The model's output on the current mini-batch, through :attr:`train_model`
+        (override for multi-head models, calling ``self.train_model``)."""
+        return self.train_model(self.mb.x)
 
     def criterion(self) -> Tensor:
         """The loss of the current mini-batch: ``loss_fn(mb_output, mb_y)``.
