@@ -64,7 +64,9 @@ def _rank_of(pid):
 
 def test_torchrun_max_restarts_resumes_from_the_checkpoint_by_itself_when_a_rank_dies(tmp_path):
     ck, out = tmp_path / "ck", tmp_path / "out"
-    env = env_with(tmp_path / "tmp")
+    # A fresh store for each restart: with the store torchrun's agent shares, a restarted rank
+    # can read the address its killed predecessor published (pytorch/pytorch#135712).
+    env = env_with(tmp_path / "tmp", TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")
     process = _torchrun(["--standalone", "--nproc-per-node", "2", "--max-restarts", "1", "--monitor-interval",
                          "0.1", "-m", "clreplay", *RUN, "--epochs", "40", "--checkpoint-dir", str(ck),
                          "--output", str(out)], env)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import timedelta
@@ -90,3 +93,56 @@ def test_a_rank_killed_by_sigkill_stops_the_launch_in_bounded_time_naming_it(pri
     assert info.value.rank == 1
     assert time.monotonic() - start < 30  # not the 60 s of the collectives' timeout
     assert list(private_tmp.iterdir()) == []
+
+
+class _Reported:
+    """What torch's ChildFailedError tells of the failure the agent saw first."""
+
+    def __init__(self, rank, exitcode, pid=77):
+        self.failure = type("Failure", (), {"exitcode": exitcode, "pid": pid})()
+        self.rank = rank
+
+    def get_first_failure(self):
+        return self.rank, self.failure
+
+
+def test_the_root_cause_is_a_real_error_first_then_a_silent_death_then_a_lost_peer(tmp_path):
+    from clreplay.launch import _failure, _read_records
+
+    lost = {"kind": "collective", "time": 5.0, "error": "RuntimeError: Connection closed by peer"}
+    (tmp_path / "rank0.json").write_text(json.dumps(lost))
+    (tmp_path / "rank1.json").write_text('{"kind": "err')  # torn: never read as a record
+    records = _read_records(str(tmp_path))
+    assert records == {0: lost}
+    # Rank 1 left no record: it died without raising, whatever the agent saw first.
+    assert str(_failure(_Reported(0, 1), records, 2)) == (
+        "rank 1 of 2 died without an error (killed by a signal, or it crashed); the other ranks were stopped")
+    assert str(_failure(_Reported(1, -9), records, 2)) == (
+        "rank 1 of 2 (pid 77) was killed by SIGKILL; the other ranks were stopped")
+    records[1] = {"kind": "interrupted", "time": 4.0, "error": "KeyboardInterrupt: "}
+    assert str(_failure(_Reported(0, 1), records, 2)) == (
+        "rank 0 of 2 lost its peers first: RuntimeError: Connection closed by peer; the other ranks were stopped")
+    records[1] = {"kind": "error", "time": 6.0, "error": "ValueError: bad", "traceback": "Traceback: here"}
+    error = _failure(_Reported(0, 1), records, 2)  # later than rank 0's, but the cause
+    assert (error.rank, error.summary, error.traceback) == (
+        1, "rank 1 of 2 failed: ValueError: bad; the other ranks were stopped", "Traceback: here")
+
+
+def test_a_worker_that_asked_to_end_with_its_parent_ends_when_the_parent_is_killed(tmp_path):
+    from processes import env_with, gone, wait_for
+
+    armed = tmp_path / "armed"
+    worker = ("import pathlib, time, sys; from clreplay.launch import end_with_parent; "
+              f"assert end_with_parent(); pathlib.Path({str(armed)!r}).touch(); time.sleep(120)")
+    parent = ("import subprocess, sys, time; "
+              f"p = subprocess.Popen([sys.executable, '-c', {worker!r}]); print(p.pid, flush=True); time.sleep(120)")
+    process = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True,
+                               env=env_with(tmp_path / "tmp"))
+    try:
+        pid = int(process.stdout.readline())
+        wait_for(armed.exists, 60, "the worker to arm its parent-death signal", process=process)
+        process.kill()  # SIGKILL: the parent can do nothing about its children
+        process.wait(timeout=10)
+        assert gone([pid], timeout=10) == []
+    finally:
+        process.kill()

@@ -9,7 +9,7 @@ from typing import Callable, List, Optional
 
 from clreplay import distributed as idist
 from clreplay._validation import check_choice
-from clreplay.launch import LaunchError
+from clreplay.launch import LaunchError, end_with_parent
 from clreplay.locking import FolderLockedError
 from clreplay.models.registry import MODELS
 from clreplay.options import Option
@@ -147,6 +147,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         config.world_size = int(os.environ["WORLD_SIZE"])
         config.validate(names=args.flag_names)  # before joining the group: every rank fails alike
+        end_with_parent()  # torchrun's agent killed: no rank trains on as an orphan
         idist.init_from_env(device=config.device)
         try:
             run_experiment(config, names=args.flag_names)

@@ -27,6 +27,7 @@ with their launcher (torch's spawn gives them a parent-death signal).
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import logging
@@ -36,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -166,6 +168,22 @@ def _worker(fn: Callable, args: tuple, folder: str, device: str, threads: Option
     return result
 
 
+def end_with_parent(signum: int = signal.SIGTERM) -> bool:
+    """Have the kernel send this process ``signum`` when its parent dies (Linux; elsewhere
+    nothing happens and False is returned): a worker of torchrun's agent, which starts
+    its workers in sessions of their own, then ends with a killed agent instead of
+    training on as an orphan. A parent already gone sends it at once."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signum), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() == 1:  # orphaned before the call
+        os.kill(os.getpid(), signum)
+    return True
+
+
 # ---------------------------------------------------------------- the launcher
 def launch(fn: Callable, nproc: int, *args, device: str | torch.device = "cpu",
            threads: Optional[int] = None, timeout: timedelta = idist.DEFAULT_TIMEOUT,
@@ -232,8 +250,9 @@ def launch(fn: Callable, nproc: int, *args, device: str | torch.device = "cpu",
         outcome = _interrupted(err, _read_records(records))
     finally:
         tempfile.tempdir = saved_tempdir
-        for name, handler in handlers.items():  # the agent installed its own
-            signal.signal(getattr(signal, name), signal.SIG_DFL if handler is None else handler)
+        if threading.current_thread() is threading.main_thread():  # the agent installed its own
+            for name, handler in handlers.items():
+                signal.signal(getattr(signal, name), signal.SIG_DFL if handler is None else handler)
         if saved_env is None:
             os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
         else:

@@ -151,7 +151,15 @@ class DataParallel:
     would compute it on the whole batch.
     """
 
-    def __init__(self, model: nn.Module, context) -> None:
+    #: The DistributedDataParallel options a strategy may set (``distributed={...}``).
+    OPTIONS = ("find_unused_parameters", "static_graph", "gradient_as_bucket_view", "bucket_cap_mb",
+               "broadcast_buffers")
+
+    def __init__(self, model: nn.Module, context, options: Optional[Mapping] = None) -> None:
+        unknown = sorted(set(options or {}) - set(self.OPTIONS))
+        if unknown:
+            raise ValueError(f"distributed options must be among {list(self.OPTIONS)}, got {unknown}")
+        self.options = dict(options or {})
         if not idist.is_initialized():
             raise ValueError(
                 f"context.world_size is {context.world_size} but no process group is initialized: "
@@ -187,7 +195,7 @@ class DataParallel:
             return
         first = self._params[0]
         device_ids = [first.device] if first.device.type == "cuda" else None
-        self._ddp = DistributedDataParallel(self.model, device_ids=device_ids)
+        self._ddp = DistributedDataParallel(self.model, device_ids=device_ids, **self.options)
         self._ddp.register_forward_pre_hook(self._note_forward)
 
     def _note_forward(self, module, inputs) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -84,7 +84,9 @@ class BaseStrategy:
         ``DistributedDataParallel`` (:attr:`train_model`), so the weights
         follow those of one process training on the global batches. Without a
         process group it changes nothing. A ``context`` whose ``world_size`` is
-        above 1 means the same.
+        above 1 means the same. A dict means True, with options for DDP (e.g.
+        ``{"find_unused_parameters": True}`` for a model whose steps leave some
+        parameters unused).
 
     During training ``experience``, ``model``, ``optimizer``, ``device``, ``clock`` and,
     inside an iteration, ``mb`` (the :class:`~clreplay.data.MiniBatch`: ``x``, ``y``,
@@ -132,7 +134,7 @@ class BaseStrategy:
         evaluator: Optional[StrategyPlugin] = None,
         seed: Optional[int] = None,
         context: Optional[RunContext] = None,
-        distributed: bool = False,
+        distributed: bool | Mapping = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -156,8 +158,10 @@ class BaseStrategy:
             raise ValueError(f"seed ({self.seed}) must equal context.seed ({context.seed}) when both are given")
         if self.seed is None:
             self.seed = 0 if context is None else context.seed
+        ddp_options, distributed = (dict(distributed), True) if isinstance(distributed, Mapping) else (None, distributed)
         if not isinstance(distributed, bool):
-            raise TypeError(f"distributed must be a bool, got {distributed!r}")
+            raise TypeError(f"distributed must be a bool or a dict of DistributedDataParallel options, "
+                            f"got {distributed!r}")
         if context is None:
             context = RunContext(seed=self.seed, rank=idist.get_rank() if distributed else 0,
                                  world_size=idist.get_world_size() if distributed else 1)
@@ -188,7 +192,7 @@ class BaseStrategy:
 
         self.model = model.to(self.device)
         # Over several processes: global batches sliced over the ranks, gradients summed.
-        self._parallel = DataParallel(self.model, context) if context.world_size > 1 else None
+        self._parallel = DataParallel(self.model, context, ddp_options) if context.world_size > 1 else None
         self.optimizer = optimizer
         self.loss_fn = nn.CrossEntropyLoss() if criterion is None else criterion
         # The training batches' shuffles: the run's "shuffle" stream (one seeding path).
@@ -387,8 +391,7 @@ class BaseStrategy:
         return self.model if self._parallel is None else self._parallel.module()
 
     def forward(self) -> Tensor:
-        """The model's output on the current mini-batch, through :attr:`train_model`
-        (override for multi-head models, calling ``self.train_model``)."""
+        """The output of :attr:`train_model` on the mini-batch (override for multi-head models)."""
         return self.train_model(self.mb.x)
 
     def criterion(self) -> Tensor:
