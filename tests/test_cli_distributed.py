@@ -32,6 +32,8 @@ def _events(folder):
 
 def test_nproc_starts_the_processes_and_rank_0_writes_the_single_process_results(
         tmp_path, single, capsys):
+    """Train, then launch, in one process: the ``single`` run trained in this process
+    (autograd ran here) before ``--nproc 2`` starts its processes, spawned."""
     capsys.readouterr()
     assert main(RUN + ["--nproc", "2", "--output", str(tmp_path)]) == 0
     results = _results(tmp_path)
