@@ -11,6 +11,7 @@ import pytest
 from processes import descendants, env_with, events, free_port, kill_all, wait_for
 
 from clreplay.cli import main
+from clreplay.launch import LaunchError
 
 RUN = ["run", "--epochs", "1", "--n-experiences", "2", "--mem-size", "40", "--hidden", "32"]
 
@@ -108,6 +109,29 @@ def test_two_torchrun_nodes_on_loopback_make_one_job_of_world_size_2(tmp_path, s
     results = _results(tmp_path / "out")
     assert results["config"]["world_size"] == 2
     assert results["accuracy_matrix"] == single["accuracy_matrix"]
+
+
+def test_a_rank_stopped_by_bad_input_says_what_one_process_says_others_name_the_rank_and_how_to_resume(
+        tmp_path, capsys, monkeypatch):
+    import clreplay.run as run
+
+    def failing(exception):
+        def launch(*args, **kwargs):
+            raise LaunchError("rank 0 of 2 failed: ...; the other ranks were stopped", 0, "Traceback: ...",
+                              exception)
+        return launch
+
+    monkeypatch.setattr(run, "launch", failing(ValueError("checkpoint 'ck' was saved by another run")))
+    assert main(RUN + ["--nproc", "2", "--checkpoint-dir", str(tmp_path / "ck")]) == 2
+    assert capsys.readouterr().err == "clreplay: error: checkpoint 'ck' was saved by another run\n"
+    monkeypatch.setattr(run, "launch", failing(MemoryError()))
+    assert main(RUN + ["--nproc", "2", "--checkpoint-dir", str(tmp_path / "ck")]) == 1
+    assert capsys.readouterr().err == (
+        "clreplay: error: rank 0 of 2 failed: ...; the other ranks were stopped; run the same command to "
+        f"resume from the last checkpoint in {str(tmp_path / 'ck')!r} (with any number of processes)\n"
+        "rank 0's traceback:\nTraceback: ...\n")
+    assert main(RUN + ["--nproc", "2"]) == 1
+    assert "stopped; nothing was saved (give --checkpoint-dir to make a run resumable)" in capsys.readouterr().err
 
 
 def test_bad_process_counts_are_refused_before_any_process_starts(capsys, monkeypatch):

@@ -81,6 +81,7 @@ def test_a_rank_that_raises_stops_the_launch_naming_it_with_its_traceback(privat
                                           r"rank_one\n.*ValueError: rank one is broken$") as info:
         launch(_fails_on_rank_one, 2, threads=1, timeout=timedelta(seconds=60))
     assert info.value.rank == 1
+    assert type(info.value.exception) is ValueError and info.value.exception.args == ("rank one is broken",)
     assert list(private_tmp.iterdir()) == []
 
 

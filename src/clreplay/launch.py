@@ -27,11 +27,13 @@ with their launcher (torch's spawn gives them a parent-death signal).
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import gc
 import json
 import logging
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -63,16 +65,20 @@ _PEER_GONE = ("connection closed", "connection reset", "broken pipe", "connectio
 class LaunchError(RuntimeError):
     """A process started by :func:`launch` failed. ``rank`` names it (None if unknown),
     ``summary`` says how, ``traceback`` is its traceback if it raised (the message ends
-    with it).
+    with it) and ``exception`` the exception itself (a caller may re-raise an error of
+    bad input as one process would).
 
     >>> str(LaunchError("rank 1 of 2 was killed by SIGKILL", 1))
     'rank 1 of 2 was killed by SIGKILL'
     """
 
-    def __init__(self, summary: str, rank: Optional[int] = None, traceback: Optional[str] = None) -> None:
+    def __init__(self, summary: str, rank: Optional[int] = None, traceback: Optional[str] = None,
+                 exception: Optional[BaseException] = None) -> None:
         message = summary if not traceback else f"{summary}\nrank {rank}'s traceback:\n{traceback.rstrip()}"
         super().__init__(message)
         self.summary, self.rank, self.traceback = summary, rank, traceback
+        #: The exception the rank raised, as it raised it (when it could be sent back).
+        self.exception = exception
 
 
 class LaunchInterrupted(KeyboardInterrupt):
@@ -107,6 +113,25 @@ def _message(err: BaseException) -> Optional[str]:
             return err.message
         err = err.__context__
     return None
+
+
+def _pickled(err: BaseException) -> Optional[str]:
+    try:
+        return base64.b64encode(pickle.dumps(err)).decode("ascii")
+    except Exception:  # an exception that cannot travel: its text and traceback do
+        return None
+
+
+def _unpickled(text: Optional[str]) -> Optional[BaseException]:
+    """The exception a rank recorded (written by this launch's own workers, in its private
+    folder), or None if it cannot be rebuilt here."""
+    if not text:
+        return None
+    try:
+        err = pickle.loads(base64.b64decode(text))
+    except Exception:
+        return None
+    return err if isinstance(err, BaseException) else None
 
 
 def _record(folder: str, rank: int, record: dict) -> None:
@@ -157,7 +182,8 @@ def _worker(fn: Callable, args: tuple, folder: str, device: str, threads: Option
         _record(folder, rank, {"kind": _kind(err), "time": time.time(), "pid": os.getpid(),
                                "error": f"{type(err).__name__}: {err}",
                                "message": _message(err),
-                               "traceback": traceback.format_exc()})
+                               "traceback": traceback.format_exc(),
+                               "exception": _pickled(err)})
         if isinstance(err, KeyboardInterrupt):
             # torch's spawn would count it a success (exit code 0); the agent must see a stop.
             raise SystemExit(130) from None
@@ -345,7 +371,7 @@ def _failure(err, records: Dict[int, dict], nproc: int) -> LaunchError:
         rank = errors[0][1]
         record = records[rank]
         return LaunchError(f"rank {rank} of {nproc} failed: {record['error']}; the other ranks were "
-                           "stopped", rank, record.get("traceback"))
+                           "stopped", rank, record.get("traceback"), _unpickled(record.get("exception")))
     rank, failure = _reported(err)
     silent = [r for r in range(nproc) if r not in records]
     if failure is not None and rank in silent:

@@ -39,13 +39,13 @@ from clreplay.evaluation.plots import render_plots
 from clreplay.evaluation.reports import format_experience_stats, format_matrix, format_metrics
 from clreplay.evaluation.results import FORMAT_VERSION, write_results
 from clreplay.launch import LaunchError, LaunchInterrupted, launch
-from clreplay.locking import lock_folder
+from clreplay.locking import FolderLockedError, lock_folder
 from clreplay.models import make_model
 from clreplay.run_config import RunConfig, renamed
 from clreplay.strategies.er import build_replay_plugin
 from clreplay.strategies.registry import get_method
 from clreplay.training.augmentation import AugmentationPlugin
-from clreplay.training.guards import NonFiniteLossGuard
+from clreplay.training.guards import NonFiniteLossError, NonFiniteLossGuard
 from clreplay.training.strategy import BaseStrategy, Naive
 from clreplay.workspace import check_folder, log_sizes, prepare_output
 
@@ -298,6 +298,11 @@ def _silent(_: str) -> None:
     pass
 
 
+#: Errors a run raises for its input (data, folders, a checkpoint of another run) or a
+#: diverged loss: a launch re-raises them as they are, the message one process gives.
+_INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError, FolderLockedError, NonFiniteLossError)
+
+
 def _experiment_worker(config: RunConfig, names: Optional[Mapping[str, str]]) -> None:
     run_experiment(config, names=names)
 
@@ -314,8 +319,10 @@ def launch_experiment(config: RunConfig, nproc: int, *,
 
     A rank that fails or dies stops the others: :class:`~clreplay.launch.LaunchError`
     names it and says what the checkpoint folder holds (run the same command to
-    resume, with any number of processes); Ctrl-C raises :class:`RunInterrupted` with
-    rank 0's account of what was saved.
+    resume, with any number of processes), except for an error of the run's input (data,
+    folders, a checkpoint of another run: ``ValueError``, ``FileNotFoundError``, ...) or a
+    diverged loss, raised as one process raises it; Ctrl-C raises :class:`RunInterrupted`
+    with rank 0's account of what was saved.
     """
     nproc = check_positive_int("nproc", nproc)
     config = replace(config, world_size=nproc).validate(names=names)
@@ -328,6 +335,8 @@ def launch_experiment(config: RunConfig, nproc: int, *,
     try:
         launch(_experiment_worker, nproc, config, dict(names or {}), device=config.device)
     except LaunchError as err:
+        if isinstance(err.exception, _INPUT_ERRORS):  # what one process says of bad input
+            raise err.exception from None
         raise LaunchError(f"{err.summary}; {hint}", err.rank, err.traceback) from None
     except LaunchInterrupted as err:  # rank 0's account says what its checkpoint holds
         raise RunInterrupted(err.message if err.explained else f"{err.message}; {hint}") from None
