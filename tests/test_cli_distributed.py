@@ -126,6 +126,12 @@ def test_a_rank_stopped_by_bad_input_says_what_one_process_says_others_name_the_
     assert capsys.readouterr().err == "clreplay: error: checkpoint 'ck' was saved by another run\n"
     monkeypatch.setattr(run, "launch", failing(MemoryError()))
     assert main(RUN + ["--nproc", "2", "--checkpoint-dir", str(tmp_path / "ck")]) == 1
+    assert capsys.readouterr().err.startswith(
+        "clreplay: error: rank 0 of 2 failed: ...; the other ranks were stopped; nothing was saved yet: the "
+        "same command starts again\nrank 0's traceback:\n")
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "checkpoint.pt").touch()  # what the launch saved before it stopped
+    assert main(RUN + ["--nproc", "2", "--checkpoint-dir", str(tmp_path / "ck")]) == 1
     assert capsys.readouterr().err == (
         "clreplay: error: rank 0 of 2 failed: ...; the other ranks were stopped; run the same command to "
         f"resume from the last checkpoint in {str(tmp_path / 'ck')!r} (with any number of processes)\n"

@@ -16,7 +16,16 @@ import signal
 from pathlib import Path
 
 import pytest
-from processes import clreplay, descendants, env_with, events, gone, kill_all, wait_for
+from processes import (
+    clreplay,
+    descendants,
+    env_with,
+    events,
+    gone,
+    kill_all,
+    spawned_workers,
+    wait_for,
+)
 
 #: Long enough (30 epochs of each of 5 experiences) that the faults land mid-run.
 ARGS = ["run", "--epochs", "30", "--hidden", "32"]
@@ -106,3 +115,19 @@ def test_ctrl_c_says_what_was_saved_and_a_killed_launcher_takes_its_ranks_and_fi
         kill_all(process)
     assert gone(workers) == []  # the ranks end with their launcher
     wait_for(lambda: _launch_files(tmp) == [], 15, "the launch folder to be removed")
+
+
+def test_ctrl_c_while_the_processes_start_stops_them_with_one_line(folders):
+    ck, out, env, tmp = folders
+    args = ARGS + ["--checkpoint-dir", str(ck), "--output", str(out), "--nproc", "2"]
+    process = clreplay(args, env, start_new_session=True)
+    try:  # the ranks are spawned: Python and torch are still being imported in them
+        wait_for(lambda: len(spawned_workers(process.pid)) == 2, 120, "the ranks to be spawned", process=process)
+        workers = descendants(process.pid)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        kill_all(process)
+    assert process.returncode == 130
+    assert re.fullmatch(r"clreplay: interrupted[^\n]*\n", err), err  # no traceback of an import
+    assert gone(workers) == [] and _launch_files(tmp) == []

@@ -16,7 +16,9 @@ When the run does not end well, it says what happened, naming the rank:
   the rank and the signal or exit code;
 * Ctrl-C (SIGINT to the process group), or SIGINT/SIGTERM/SIGHUP to the launcher:
   :class:`LaunchInterrupted`, a ``KeyboardInterrupt`` carrying rank 0's own message
-  (the main job's says what its checkpoint holds and how to resume).
+  (the main job's says what its checkpoint holds and how to resume). A worker starts
+  with SIGINT held back until it can stop in order, so a Ctrl-C while it imports torch
+  prints no traceback.
 
 Nothing is left behind: every file of the launch (the agent's error files, the
 ranks' failure records, the ``pytorch-errorfile-*`` files of torch's spawn) lives in
@@ -28,6 +30,7 @@ with their launcher (torch's spawn gives them a parent-death signal).
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import gc
 import json
@@ -166,6 +169,8 @@ def _worker(fn: Callable, args: tuple, folder: str, device: str, threads: Option
         pass
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    if hasattr(signal, "pthread_sigmask"):  # a Ctrl-C held back while this process started
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if threads is not None:
         torch.set_num_threads(threads)
     try:
@@ -266,7 +271,7 @@ def launch(fn: Callable, nproc: int, *args, device: str | torch.device = "cpu",
     tempfile.tempdir = folder  # where torch's spawn leaves its error files
     outcome: BaseException
     try:
-        with _quiet_agent():
+        with _quiet_agent(), _sigint_held_back_in_workers():
             results = elastic_launch(config, _worker)(fn, tuple(args), records, device, threads,
                                                       timeout.total_seconds())
         return [results[rank] for rank in range(nproc)]
@@ -307,6 +312,27 @@ def _start_resource_tracker() -> None:
         resource_tracker.ensure_running()
     finally:
         sys.warnoptions[:] = saved
+
+
+@contextlib.contextmanager
+def _sigint_held_back_in_workers():
+    """Start the workers with SIGINT blocked (a blocked signal stays blocked in a spawned
+    child): a Ctrl-C while a worker imports torch waits until the worker can stop in
+    order (:func:`_worker` unblocks it) instead of printing the import's traceback. This
+    thread blocks it meanwhile; another thread receives it for the process, and the agent's
+    handler still runs here."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    done = threading.Event()
+    receiver = threading.Thread(target=done.wait, name="clreplay-launch-signals", daemon=True)
+    receiver.start()  # created before the block: SIGINT reaches the process through it
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        done.set()
 
 
 class _quiet_agent:

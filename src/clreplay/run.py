@@ -327,16 +327,22 @@ def launch_experiment(config: RunConfig, nproc: int, *,
     nproc = check_positive_int("nproc", nproc)
     config = replace(config, world_size=nproc).validate(names=names)
     n = lambda field_name: (names or {}).get(field_name, field_name)  # noqa: E731
-    if config.checkpoint_dir:
-        hint = (f"run the same command to resume from the last checkpoint in "
-                f"{config.checkpoint_dir!r} (with any number of processes)")
-    else:
-        hint = f"nothing was saved (give {n('checkpoint_dir')} to make a run resumable)"
     try:
         launch(_experiment_worker, nproc, config, dict(names or {}), device=config.device)
     except LaunchError as err:
         if isinstance(err.exception, _INPUT_ERRORS):  # what one process says of bad input
             raise err.exception from None
-        raise LaunchError(f"{err.summary}; {hint}", err.rank, err.traceback) from None
+        raise LaunchError(f"{err.summary}; {_resume_hint(config, n)}", err.rank, err.traceback) from None
     except LaunchInterrupted as err:  # rank 0's account says what its checkpoint holds
-        raise RunInterrupted(err.message if err.explained else f"{err.message}; {hint}") from None
+        raise RunInterrupted(err.message if err.explained else f"{err.message}; {_resume_hint(config, n)}") \
+            from None
+
+
+def _resume_hint(config: RunConfig, n: Callable[[str], str]) -> str:
+    """How to go on after a launch stopped: what its checkpoint folder holds."""
+    if not config.checkpoint_dir:
+        return f"nothing was saved (give {n('checkpoint_dir')} to make a run resumable)"
+    if not checkpoint_path(config.checkpoint_dir).exists():
+        return "nothing was saved yet: the same command starts again"
+    return (f"run the same command to resume from the last checkpoint in {config.checkpoint_dir!r} "
+            "(with any number of processes)")
