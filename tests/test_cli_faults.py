@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,9 @@ def test_ctrl_c_while_the_processes_start_stops_them_with_one_line(folders):
     process = clreplay(args, env, start_new_session=True)
     try:  # the ranks are spawned: Python and torch are still being imported in them
         wait_for(lambda: len(spawned_workers(process.pid)) == 2, 120, "the ranks to be spawned", process=process)
+        # (Not within the few milliseconds the launcher takes to hand a new process its
+        # start-up data: a rank cut off there cannot start, and says so.)
+        time.sleep(0.5)
         workers = descendants(process.pid)
         os.killpg(process.pid, signal.SIGINT)
         _, err = process.communicate(timeout=60)
