@@ -18,6 +18,7 @@ from clreplay import distributed as idist
 from clreplay.benchmarks import class_incremental, make_synthetic
 from clreplay.checkpoint import CheckpointEvery, load_checkpoint, read_checkpoint
 from clreplay.evaluation import EvaluationPlugin
+from clreplay.launch import launch
 from clreplay.models import make_mlp
 from clreplay.training import Naive
 
@@ -106,7 +107,7 @@ def runs(tmp_path_factory):
         assert saved["in_progress"] is not None
         assert (saved["clock"]["train_exp_counter"], saved["clock"]["train_exp_epochs"],
                 saved["clock"]["train_epoch_iterations"]) == (1, 1, 2)
-    idist.launch(_two_processes, 2, str(folder), threads=1, start_method="fork",
+    launch(_two_processes, 2, str(folder), threads=1,
                  timeout=timedelta(seconds=90))
     ranks = [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     for kind in KINDS:

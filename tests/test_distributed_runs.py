@@ -30,6 +30,7 @@ from clreplay import distributed as idist
 from clreplay.benchmarks import Experience, class_incremental, make_synthetic
 from clreplay.checkpoint import checkpoint_path, resume_if_saved, save_checkpoint
 from clreplay.data.augment import RandomBatchTransform
+from clreplay.launch import launch
 from clreplay.models import feature_layer_name, make_mlp
 from clreplay.replay.storage.consistency import MemoryMismatchError
 from clreplay.run import RunConfig, build_benchmark, build_strategy
@@ -41,7 +42,7 @@ N_FEATURES, N_CLASSES = 8, 6
 
 
 def launch2(fn, *args):
-    idist.launch(fn, 2, *args, threads=1, start_method="fork", timeout=TIMEOUT)
+    launch(fn, 2, *args, threads=1, timeout=TIMEOUT)
 
 
 def tiny_benchmark():

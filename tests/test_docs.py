@@ -130,17 +130,37 @@ def run_python(block: Block, folder: Path) -> str:
     return out.getvalue()
 
 
+_OPENS = re.compile(r"^\s*(for|while|until|if|case)\b")
+_CLOSES = re.compile(r"^\s*(done|fi|esac)\b")
+_HEREDOC = re.compile(r"<<-?\s*['\"]?(\w+)['\"]?")
+
+
 def commands_of(code: str) -> List[str]:
-    """A bash block's commands: its lines, joined where they end with a backslash, without
-    comments and blank lines."""
-    commands, current = [], ""
+    """A bash block's commands: its lines, joined where they end with a backslash, a
+    here-document with its lines up to its delimiter, a loop or an ``if`` up to its end;
+    without comments and blank lines."""
+    commands, current, depth, heredoc = [], "", 0, None
     for line in code.splitlines():
+        if heredoc is not None:  # a here-document's lines, as they are
+            current += line + "\n"
+            if line.strip() == heredoc:
+                heredoc = None
+                if depth == 0:
+                    commands.append(current.strip())
+                    current = ""
+            continue
         if not current and (not line.strip() or line.lstrip().startswith("#")):
             continue
-        current += line[:-1] + " " if line.rstrip().endswith("\\") else line
-        if not line.rstrip().endswith("\\"):
+        continued = line.rstrip().endswith("\\")
+        current += line[:-1] + " " if continued else line + "\n"
+        depth += bool(_OPENS.match(line)) - bool(_CLOSES.match(line))
+        opened = _HEREDOC.search(line)
+        if opened:
+            heredoc = opened.group(1)
+            continue
+        if not continued and depth <= 0:
             commands.append(current.strip())
-            current = ""
+            current, depth = "", 0
     return commands
 
 
@@ -151,13 +171,17 @@ IN_PROCESS = re.compile(r"(?P<command>clreplay(?: [^|&;<>$`(){}*\"']*)??)(?P<std
 
 def run_bash(block: Block, folder: Path) -> str:
     """Each command in turn: a plain ``clreplay ...`` line runs in this process (no
-    interpreter to start, no torch to import again), any other line in bash."""
+    interpreter to start, no torch to import again), any other line in bash; a block
+    without such a line runs in bash as one script."""
     from clreplay.cli import main
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "OMP_NUM_THREADS": "1", "COLUMNS": "80"}
     output = []
-    for command in commands_of(block.code):
+    commands = commands_of(block.code)
+    if not any(IN_PROCESS.fullmatch(command.split(" #")[0].strip()) for command in commands):
+        commands = ["\n".join(commands)]  # one script: variables and jobs carry from line to line
+    for command in commands:
         plain = IN_PROCESS.fullmatch(command.split(" #")[0].strip())
         if plain:
             out = io.StringIO()

@@ -11,6 +11,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from clreplay import __version__
 from clreplay import distributed as idist
 from clreplay._validation import check_choice
+from clreplay.launch import LaunchError, end_with_parent
 from clreplay.locking import FolderLockedError
 from clreplay.models.registry import MODELS
 from clreplay.options import Option
@@ -248,6 +249,7 @@ def _run_settings(args: argparse.Namespace) -> int:
             )
         config.world_size = int(os.environ["WORLD_SIZE"])
         config.validate(names=args.flag_names)  # before joining the group: every rank fails alike
+        end_with_parent()  # torchrun's agent killed: no rank trains on as an orphan
         idist.init_from_env(device=config.device)
         try:
             with sigterm_interrupts():
@@ -476,7 +478,7 @@ def _main(argv: List[str]) -> int:
     except KeyboardInterrupt as err:  # Ctrl-C (130) or SIGTERM (143)
         print(f"{prefix}: {getattr(err, 'message', 'interrupted')}", file=sys.stderr)
         return getattr(err, "exit_status", 130)
-    except idist.LaunchError as err:
+    except LaunchError as err:
         print(f"{prefix}: error: {err}", file=sys.stderr)
         return 1
 

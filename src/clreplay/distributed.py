@@ -2,8 +2,8 @@
 
 Everything here is a small function over ``torch.distributed``: the rank, the
 world size, collectives (all_gather of tensors whose first dimension differs per
-rank, broadcast, all_reduce), rank-0-only IO, and starting or joining a process
-group (from ``torchrun``'s environment, or N local processes started here). With
+rank, broadcast, all_reduce), rank-0-only IO, and joining a process group from
+the environment ``torchrun`` (or :func:`clreplay.launch.launch`) gives a process. With
 no process group (a single process), every collective is the identity, so code
 written once runs unchanged in one process or in many.
 
@@ -21,20 +21,15 @@ Collectives move tensors to the backend's device (the current CUDA device for
 from __future__ import annotations
 
 import functools
-import importlib
 import os
-import shutil
-import tempfile
-import time
-import traceback
 from datetime import timedelta
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from clreplay._validation import check_choice, check_positive_int
+from clreplay._validation import check_choice
 
 _OPS = {"sum": "SUM", "max": "MAX", "min": "MIN", "product": "PRODUCT"}
 #: How long a collective may wait for the other ranks before the run fails.
@@ -115,23 +110,6 @@ def all_reduce(tensor: Tensor, op: str = "sum") -> Tensor:
     out = tensor.detach().to(_comm_device(), copy=True)
     dist.all_reduce(out, op=getattr(dist.ReduceOp, _OPS[op]))
     return out.to(tensor.device)
-
-
-class _Done:
-    """The handle of a collective that had nothing to wait for."""
-
-    def wait(self) -> bool:
-        return True
-
-
-def all_reduce_async_(tensor: Tensor, op: str = "sum"):
-    """Start reducing ``tensor`` over every rank, in place and in the background; returns
-    a handle whose ``wait()`` returns once it is done. ``tensor`` must be on a device the
-    backend reduces (the CPU for gloo, the current GPU for nccl). For gradient buckets."""
-    check_choice("op", op, _OPS)
-    if get_world_size() == 1:
-        return _Done()
-    return dist.all_reduce(tensor, op=getattr(dist.ReduceOp, _OPS[op]), async_op=True)
 
 
 def broadcast(tensor: Tensor, src: int = 0) -> Tensor:
@@ -317,12 +295,9 @@ def run_on_main(fn: Callable, *args, **kwargs) -> Any:
 
 
 # ------------------------------------------------ starting and ending a group
-class LaunchError(RuntimeError):
-    """A process started by :func:`launch` failed (its traceback is in the message)."""
-
-
 def launched_by_torchrun() -> bool:
-    """True when ``torchrun`` (or another launcher setting its variables) started this process."""
+    """True when ``torchrun`` (or another launcher setting its variables: :func:`clreplay.launch.launch`)
+    started this process."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
@@ -349,94 +324,7 @@ def init_from_env(*, device: str | torch.device = "cpu", backend: Optional[str] 
     return get_rank(), get_world_size()
 
 
-def init(rank: int, world_size: int, init_method: str, *, device: str | torch.device = "cpu",
-         backend: Optional[str] = None, timeout: timedelta = DEFAULT_TIMEOUT) -> None:
-    """Join a process group of ``world_size`` processes as ``rank``, meeting at ``init_method``
-    (``tcp://host:port`` or ``file:///path``)."""
-    backend = backend or backend_for(device)
-    if backend == "nccl":
-        torch.cuda.set_device(get_local_rank())
-    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size,
-                            timeout=timeout)
-
-
 def teardown() -> None:
     """Leave the process group (no-op without one)."""
     if is_initialized():
         dist.destroy_process_group()
-
-
-def _worker(rank: int, fn: Callable, args: Sequence, world_size: int, folder: str,
-            device: str, threads: Optional[int], timeout: timedelta) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_WORLD_SIZE=str(world_size))
-    if threads is not None:
-        torch.set_num_threads(threads)
-    init(rank, world_size, f"file://{os.path.join(folder, 'store')}", device=device, timeout=timeout)
-    try:
-        fn(*args)
-    except BaseException:
-        # When one rank fails the others fail in their next collective: the time tells
-        # the launcher which failure came first.
-        with open(os.path.join(folder, f"error{rank}"), "w") as f:
-            f.write(f"{time.time()!r}\n{traceback.format_exc()}")
-        raise
-    finally:
-        teardown()
-
-
-def _first_failure(folder: str) -> Optional[Tuple[int, str]]:
-    """(rank, traceback) of the earliest failure recorded in ``folder``, if any."""
-    failures = []
-    for name in os.listdir(folder):
-        if name.startswith("error"):
-            with open(os.path.join(folder, name)) as f:
-                when, _, trace = f.read().partition("\n")
-            failures.append((float(when), int(name[len("error"):]), trace))
-    return min(failures)[1:] if failures else None
-
-
-def launch(fn: Callable, nproc: int, *args, device: str | torch.device = "cpu",
-           threads: Optional[int] = None, start_method: str = "spawn",
-           timeout: timedelta = DEFAULT_TIMEOUT) -> None:
-    """Run ``fn(*args)`` in ``nproc`` local processes joined in one process group.
-
-    The backend follows ``device`` (gloo on the CPU, nccl on CUDA with one GPU per
-    process: ``nproc`` must not exceed the GPUs). Each process gets ``RANK``,
-    ``LOCAL_RANK`` and ``WORLD_SIZE`` in its environment and ``threads`` torch
-    threads (None: on the CPU, the cores divided among the processes, at least one;
-    on CUDA, torch's default). The processes meet through a file in a fresh
-    temporary folder, so parallel launches never collide. If a process fails, the
-    others are stopped and a :class:`LaunchError` carrying its traceback is
-    raised. ``fn`` must be picklable (a module-level
-    function) with ``start_method="spawn"``; ``"fork"`` starts faster on the CPU.
-    A collective that waits longer than ``timeout`` for the other ranks fails.
-    """
-    nproc = check_positive_int("nproc", nproc)
-    check_choice("start_method", start_method, ("spawn", "fork", "forkserver"))
-    device = str(device)
-    on_cuda = torch.device(device).type == "cuda"
-    if threads is None and not on_cuda:
-        threads = max(1, (os.cpu_count() or 1) // nproc)
-    if on_cuda and nproc > torch.cuda.device_count():
-        raise ValueError(
-            f"nproc must be at most the number of GPUs ({torch.cuda.device_count()}) on "
-            f"device {device!r}, got {nproc}"
-        )
-    import torch.multiprocessing as mp
-
-    if start_method == "fork":
-        # Imported lazily by the first optimiser a process builds (seconds): once here,
-        # the forked processes share it instead of each importing it again.
-        importlib.import_module("torch._dynamo")
-    folder = tempfile.mkdtemp(prefix="clreplay-rendezvous-")
-    try:
-        mp.start_processes(_worker, args=(fn, tuple(args), nproc, folder, device, threads, timeout),
-                           nprocs=nproc, join=True, start_method=start_method)
-    except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:
-        first = _first_failure(folder)
-        if first is None:  # killed, not raised
-            raise LaunchError(f"process {err.error_index} of {nproc} failed: {str(err).strip()}") from None
-        raise LaunchError(f"process {first[0]} of {nproc} failed first:\n{first[1].strip()}") from None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from dataclasses import asdict, replace
 from typing import Callable, Mapping, Optional
@@ -39,19 +38,20 @@ from clreplay.evaluation.metrics import accuracy_on_seen
 from clreplay.evaluation.plots import render_plots
 from clreplay.evaluation.reports import format_experience_stats, format_matrix, format_metrics
 from clreplay.evaluation.results import FORMAT_VERSION, write_results
-from clreplay.locking import lock_folder
+from clreplay.launch import LaunchError, LaunchInterrupted, launch
+from clreplay.locking import FolderLockedError, lock_folder
 from clreplay.models import make_model
 from clreplay.run_config import RunConfig, renamed
 from clreplay.strategies.er import build_replay_plugin
 from clreplay.strategies.registry import get_method
 from clreplay.training.augmentation import AugmentationPlugin
-from clreplay.training.guards import NonFiniteLossGuard
+from clreplay.training.guards import NonFiniteLossError, NonFiniteLossGuard
 from clreplay.training.strategy import BaseStrategy, Naive
 from clreplay.workspace import check_folder, log_sizes, prepare_output
 from clreplay.write_failures import RunWriteError, closing_after, describe_write_failure
 
 __all__ = ["RunConfig", "RunInterrupted", "build_benchmark", "build_replay_plugin",
-           "build_strategy", "format_matrix", "run_experiment"]
+           "build_strategy", "format_matrix", "launch_experiment", "run_experiment"]
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM, see :mod:`clreplay.signals`) during a run; ``message`` says
@@ -336,23 +336,51 @@ def _silent(_: str) -> None:
     pass
 
 
-def _experiment_worker(config: RunConfig) -> None:
-    run_experiment(config)
+#: Errors a run raises for its input (data, folders, a checkpoint of another run) or a
+#: diverged loss: a launch re-raises them as they are, the message one process gives.
+_INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError, FolderLockedError, NonFiniteLossError)
 
 
-def launch_experiment(config: RunConfig, nproc: int, *, start_method: Optional[str] = None,
+def _experiment_worker(config: RunConfig, names: Optional[Mapping[str, str]]) -> None:
+    run_experiment(config, names=names)
+
+
+def launch_experiment(config: RunConfig, nproc: int, *,
                       names: Optional[Mapping[str, str]] = None) -> None:
-    """Run the main job in ``nproc`` local processes (gloo on the CPU, nccl on CUDA).
+    """Run the main job in ``nproc`` local processes (gloo on the CPU, nccl with one GPU
+    each on CUDA), started by torch's elastic agent (:func:`clreplay.launch.launch`:
+    spawned, never forked, so it works from a process that already trained).
 
     ``config.batch_size`` stays the global batch; the configuration is checked here,
     before any process starts. On the CPU each process takes ``cpu_count // nproc``
     torch threads (at least one). Rank 0 prints and writes ``config.output``.
-    ``start_method`` None forks on a Linux CPU (nothing is imported twice; no CUDA
-    or thread is live yet here) and spawns otherwise.
+
+    A rank that fails or dies stops the others: :class:`~clreplay.launch.LaunchError`
+    names it and says what the checkpoint folder holds (run the same command to
+    resume, with any number of processes), except for an error of the run's input (data,
+    folders, a checkpoint of another run: ``ValueError``, ``FileNotFoundError``, ...) or a
+    diverged loss, raised as one process raises it; Ctrl-C raises :class:`RunInterrupted`
+    with rank 0's account of what was saved.
     """
     nproc = check_positive_int("nproc", nproc)
     config = replace(config, world_size=nproc).validate(names=names)
-    if start_method is None:
-        on_cpu = torch.device(config.device).type != "cuda"
-        start_method = "fork" if on_cpu and sys.platform == "linux" else "spawn"
-    idist.launch(_experiment_worker, nproc, config, device=config.device, start_method=start_method)
+    n = lambda field_name: (names or {}).get(field_name, field_name)  # noqa: E731
+    try:
+        launch(_experiment_worker, nproc, config, dict(names or {}), device=config.device)
+    except LaunchError as err:
+        if isinstance(err.exception, _INPUT_ERRORS):  # what one process says of bad input
+            raise err.exception from None
+        raise LaunchError(f"{err.summary}; {_resume_hint(config, n)}", err.rank, err.traceback) from None
+    except LaunchInterrupted as err:  # rank 0's account says what its checkpoint holds
+        raise RunInterrupted(err.message if err.explained else f"{err.message}; {_resume_hint(config, n)}") \
+            from None
+
+
+def _resume_hint(config: RunConfig, n: Callable[[str], str]) -> str:
+    """How to go on after a launch stopped: what its checkpoint folder holds."""
+    if not config.checkpoint_dir:
+        return f"nothing was saved (give {n('checkpoint_dir')} to make a run resumable)"
+    if not checkpoint_path(config.checkpoint_dir).exists():
+        return "nothing was saved yet: the same command starts again"
+    return (f"run the same command to resume from the last checkpoint in {config.checkpoint_dir!r} "
+            "(with any number of processes)")

@@ -221,9 +221,6 @@ class RunConfig:
         self.method_options = resolve_method_options(self.method, self.method_options)
         if self.method == "er":
             return
-        if self.world_size > 1:
-            raise ValueError(f"{n('method')} {self.method} runs in one process (distributed training "
-                             f"supports {n('method')} er), got {_setting(n, 'world_size', self.world_size)}")
         if not self.replay:
             raise ValueError(f"{_setting(n, 'replay', False)} is the naive baseline of "
                              f"{n('method')} er, got it with {n('method')} {self.method}")

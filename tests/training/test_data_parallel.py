@@ -2,7 +2,9 @@
 
 import pytest
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
+from clreplay import distributed as idist
 from clreplay.benchmarks import Experience
 from clreplay.data import ClassificationDataset, MiniBatch
 from clreplay.data.batching import DatasetBatchSource
@@ -116,8 +118,12 @@ def _strategy(**kwargs):
 
 
 def test_the_strategy_checks_its_distributed_options_before_training():
-    with pytest.raises(TypeError, match="distributed must be a bool, got 'yes'"):
+    with pytest.raises(TypeError, match="distributed must be a bool or a dict of DistributedDataParallel "
+                                        "options, got 'yes'"):
         _strategy(distributed="yes")
+    with pytest.raises(ValueError, match=r"distributed options must be among \['find_unused_parameters', "
+                                         r".*got \['bucket_size'\]"):
+        DataParallel(torch.nn.Linear(1, 1), RunContext(world_size=2), {"bucket_size": 1})
     with pytest.raises(ValueError, match=r"train_mb_size must be a multiple of the world size \(2\).*got 3"):
         _strategy(train_mb_size=3, context=RunContext(world_size=2, rank=1))
     with pytest.raises(ValueError, match="context.world_size is 2 but no process group is initialized"):
@@ -136,3 +142,64 @@ def test_distributed_without_a_process_group_is_the_single_process_run():
         strategy.train(Experience(data, 0, [0, 1]))
         runs.append(strategy.model.weight.detach().clone())
     assert torch.equal(runs[0], runs[1])
+
+
+@pytest.fixture
+def group_of_one(monkeypatch):
+    """A gloo process group of this process alone (DDP works in a group of one)."""
+    from processes import free_port
+
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": str(free_port())}.items():
+        monkeypatch.setenv(name, value)
+    idist.init_from_env()
+    yield
+    idist.teardown()
+
+
+class _TwoHeads(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body, self.heads = torch.nn.Linear(3, 4), torch.nn.ModuleList([torch.nn.Linear(4, 2) for _ in range(2)])
+        self.head = 0
+
+    def forward(self, x):
+        return self.heads[self.head](self.body(x))
+
+
+def _step(parallel, module, x, y):
+    output = module(x)
+    parallel.source = type("Slice", (), {"local_size": len(y), "global_size": len(y)})()
+    parallel.backward(parallel.loss_share(torch.nn.functional.cross_entropy(output, y), output))
+
+
+def test_training_goes_through_ddp_which_is_wrapped_again_when_the_trainable_parameters_change(group_of_one):
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    parallel = DataParallel(model, RunContext(world_size=1))
+    wrapper = parallel.module()
+    assert isinstance(wrapper, DistributedDataParallel) and wrapper.module is model
+    assert parallel.module() is wrapper  # nothing changed
+    x, y = torch.randn(4, 3), torch.tensor([0, 1, 1, 0])
+    _step(parallel, wrapper, x, y)
+    expected = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), model[2].weight)[0]
+    torch.testing.assert_close(model[2].weight.grad, expected)  # a group of one: the gradient itself
+    model[0].requires_grad_(False)  # a layer frozen: DDP must not wait for its gradients
+    assert parallel.module() is not wrapper
+    with pytest.raises(RuntimeError, match="the training forward must go through strategy.train_model"):
+        _step(parallel, model, x, y)  # through the plain module: the sums would be skipped
+
+
+def test_a_model_that_leaves_parameters_unused_needs_the_ddp_option_and_trains_with_it(group_of_one):
+    x, y = torch.randn(4, 3), torch.tensor([0, 1, 1, 0])
+    model = _TwoHeads()
+    parallel = DataParallel(model, RunContext(world_size=1))
+    _step(parallel, parallel.module(), x, y)
+    with pytest.raises(RuntimeError, match="find_unused_parameters=True"):  # DDP's own message
+        _step(parallel, parallel.module(), x, y)
+    model = _TwoHeads()
+    parallel = DataParallel(model, RunContext(world_size=1), {"find_unused_parameters": True})
+    for head in (0, 1, 0):
+        model.head = head
+        model.zero_grad(set_to_none=True)
+        _step(parallel, parallel.module(), x, y)
+        assert model.heads[head].weight.grad is not None and model.heads[1 - head].weight.grad is None

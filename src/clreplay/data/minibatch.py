@@ -94,6 +94,9 @@ class MiniBatch:
     A batch made without segments is one ``"stream"`` segment. ``mb.segment(name)``
     returns a segment, ``name in mb`` says whether the batch has one,
     ``mb.from_memory`` is the mask of the replayed rows (derived from the segments).
+    In a distributed run a rank trains on a slice of the global batch: ``whole`` is
+    that global batch (None for a batch that is whole), and :attr:`global_batch`
+    reads it the same way in one process or many.
     A strategy exposes the batch it trains on as ``strategy.mb``; ``strategy.mb_x``,
     ``mb_y`` and ``mb_task_id`` are its ``x``, ``y`` and ``t``.
 
@@ -106,14 +109,27 @@ class MiniBatch:
     ([7, 4], False)
     """
 
-    __slots__ = ("x", "y", "t", "segments")
+    __slots__ = ("x", "y", "t", "segments", "whole")
 
     def __init__(self, x: Tensor, y: Tensor, t: Tensor, *,
-                 segments: Optional[Sequence[Segment]] = None) -> None:
+                 segments: Optional[Sequence[Segment]] = None,
+                 whole: Optional["MiniBatch"] = None) -> None:
         self.x, self.y, self.t = x, y, t
         if segments is None:
             segments = (Segment(STREAM, 0, y.shape[0]),)
         self.segments: Tuple[Segment, ...] = tuple(segments)
+        self.whole = whole
+
+    @property
+    def global_batch(self) -> "MiniBatch":
+        """The whole batch of the step: the global batch this one is a rank's slice of, or
+        this batch (one process). Its rows are on the device the batch was built on."""
+        return self if self.whole is None else self.whole
+
+    @property
+    def is_slice(self) -> bool:
+        """Whether this batch is one rank's slice of a global batch (a distributed run)."""
+        return self.whole is not None
 
     # ------------------------------------------------------------- segments
     def segment(self, name: str) -> Segment:
@@ -172,7 +188,7 @@ class MiniBatch:
         """The batch with its samples and labels on ``device`` (non-blocking copies); store
         rows stay with their store."""
         return MiniBatch(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True),
-                         self.t.to(device, non_blocking=True), segments=self.segments)
+                         self.t.to(device, non_blocking=True), segments=self.segments, whole=self.whole)
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{s.name} {len(s)}" for s in self.segments)

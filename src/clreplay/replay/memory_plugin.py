@@ -13,6 +13,7 @@ from clreplay._seeding import SeedStream
 from clreplay._validation import check_optional_positive_int, check_positive_int
 from clreplay.replay.mixing.draws import check_memory_transform
 from clreplay.replay.policies.base import StoragePolicy, check_storage_policy
+from clreplay.replay.storage.consistency import check_replicated
 from clreplay.training.plugin import StrategyPlugin
 
 
@@ -86,6 +87,17 @@ class MemoryPlugin(StrategyPlugin):
             mask = keep.to(new.device).view(-1, *([1] * (new.dim() - 1)))
             merged[name] = torch.where(mask, new, old)
         store.update(rows, merged)
+        if idist.is_distributed(strategy):
+            self.check_replicated(strategy, f"the update of replayed rows at step "
+                                  f"{strategy.clock.train_exp_iterations + 1} of experience "
+                                  f"{strategy.experience.current_experience}", full=False)
+
+    def check_replicated(self, strategy, when: str, *, full: bool = True) -> None:
+        """In a distributed run, stop every rank with a
+        :class:`~clreplay.replay.storage.consistency.MemoryMismatchError` unless every rank
+        holds the same memory (``when`` names the update checked; ``full=False``: the light
+        check of a step's writes). Nothing to check in one process."""
+        check_replicated(self.storage_policy, strategy, when=when, full=full)
 
     # -------------------------------------------------------------- persistence
     def state_dict(self) -> dict:

@@ -30,7 +30,13 @@ from clreplay.strategies.icarl import (
     distillation_targets,
     nearest_mean_scores,
 )
-from clreplay.strategies.losses import cross_entropy, logit_mse, segment_mean
+from clreplay.strategies.losses import (
+    cross_entropy,
+    global_sum,
+    hinge_mean,
+    logit_mse,
+    segment_mean,
+)
 from clreplay.strategies.method import Method
 from clreplay.strategies.registry import METHODS, get_method, list_methods
 from clreplay.strategies.xder import XDERPlugin, transplant
@@ -49,6 +55,8 @@ __all__ = [
     "cross_entropy",
     "distillation_targets",
     "get_method",
+    "global_sum",
+    "hinge_mean",
     "list_methods",
     "logit_mse",
     "mask_logits",

@@ -25,6 +25,7 @@ from clreplay.replay.mixing.draws import MemorySampler
 from clreplay.replay.policies.base import StoragePolicy
 from clreplay.replay.policies.experience_balanced import ExperienceBalancedStoragePolicy
 from clreplay.strategies.method import Method
+from clreplay.training.data_parallel import batch_gradient
 
 SAMPLE_SIZE = Option("sample_size", 128, "A-GEM: memory samples per reference gradient", minimum=1)
 
@@ -50,9 +51,11 @@ class AGEMPlugin(MemoryPlugin):
     After the backward pass of every step (once the memory holds anything),
     ``sample_size`` samples are drawn from the memory with the plugin's generator,
     their loss (the strategy's ``loss_fn``) is differentiated with respect to the
-    model's trainable parameters, and the parameters' ``.grad`` are replaced by the
-    projected gradient (:func:`project_gradient`). After each experience the
-    memory takes samples of it through the storage policy.
+    model's trainable parameters (:func:`~clreplay.training.data_parallel.batch_gradient`:
+    over several processes each rank differentiates a share of the draw and the
+    shares are summed), and the parameters' ``.grad`` are replaced by the projected
+    gradient (:func:`project_gradient`). After each experience the memory takes
+    samples of it through the storage policy.
 
     Parameters
     ----------
@@ -99,14 +102,11 @@ class AGEMPlugin(MemoryPlugin):
             return
         params = [p for p in strategy.model.parameters() if p.requires_grad]
         device = params[0].device if params else strategy.device
-        x, y = batch.x.to(device), batch.y.to(device)
-        ref_loss = strategy.loss_fn(strategy.model(x), y)
-        ref = torch.autograd.grad(ref_loss, params, allow_unused=True)
+        ref = batch_gradient(strategy, batch.x.to(device), batch.y.to(device), params)
         g = _flatten([p.grad for p in params], params)
-        g_ref = _flatten(ref, params)
-        projected = project_gradient(g, g_ref)
+        projected = project_gradient(g, ref)
         # Counted on the device, read when asked for.
-        self._projections = self._projections.to(g.device) + (torch.dot(g, g_ref) < 0)
+        self._projections = self._projections.to(g.device) + (torch.dot(g, ref) < 0)
         offset = 0
         for p in params:
             n = p.numel()
@@ -114,8 +114,9 @@ class AGEMPlugin(MemoryPlugin):
             offset += n
 
     def after_training_exp(self, strategy, **kwargs):
-        """Store samples of the experience just trained on."""
+        """Store samples of the experience just trained on (every rank alike: checked)."""
         self.storage_policy(strategy)
+        self.check_replicated(strategy, f"experience {strategy.experience.current_experience}")
 
 
 def _flatten(grads, params) -> Tensor:

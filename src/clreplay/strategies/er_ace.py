@@ -91,7 +91,8 @@ class ERACEPlugin(OnlineReplayPlugin):
         y = mb.y[stream.slice]
         if self._present is None or len(self._present) != out.shape[1]:
             self._present = _grow(self._present, out.shape[1], out.device)
-        self._present[y] = True
+        whole = mb.global_batch  # the classes the step's whole stream batch brings
+        self._present[whole.y[whole.stream.slice].to(out.device)] = True
         loss = self._ce(strategy, mask_logits(out[stream.slice], self._present), y, mb, "stream")
         if "replay" in mb:
             replay = mb.segment("replay").slice

@@ -193,6 +193,7 @@ class GDumbPlugin(MemoryPlugin):
             )
         if not strategy.resuming_experience:  # else the checkpoint holds the filled memory and new model
             self.storage_policy(strategy)
+            self.check_replicated(strategy, f"experience {strategy.experience.current_experience}")
             reinitialise(strategy.model, int(torch.randint(0, 2**62, (1,), generator=self.generator)))
             strategy.optimizer.state.clear()
         groups = [g for g in self.ext_mem.values() if len(g) > 0]

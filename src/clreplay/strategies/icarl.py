@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from clreplay.distributed import is_distributed
 from clreplay.replay.plugin import ReplayPlugin
 from clreplay.replay.policies.class_balanced import ClassBalancedStoragePolicy
 from clreplay.replay.selection.feature_based import HerdingSelectionStrategy
@@ -179,7 +180,8 @@ class ICaRLPlugin(ReplayPlugin):
         for cls, group in self.ext_mem.items():
             if len(group):
                 features.append(extract_features(strategy.model, group, layer_name=self.feature_layer,
-                                                  device=strategy.device, batch_size=strategy.eval_mb_size))
+                                                  device=strategy.device, batch_size=strategy.eval_mb_size,
+                                                  gather=is_distributed(strategy)))
                 labels.append(torch.full((len(group),), cls, dtype=torch.long, device=strategy.device))
         if not features:
             self._means = self._present = None

@@ -4,8 +4,10 @@ Each helper averages over one or more named segments of ``strategy.mb`` (the
 stream, a memory draw). In a distributed run a segment's ``total`` is its size in
 the global batch and the strategy scales each rank's loss by its share of the
 global batch; the helpers divide by the global size, so the ranks' losses add up
-to one process's loss on the global batch, term by term. In one process they are
-plain means.
+to one process's loss on the global batch, term by term. A mean over the entries
+that the model's output selects (the logits stored, the rows that violate a margin)
+divides by their count over every rank (:func:`global_sum`, one small all_reduce).
+In one process they are plain means.
 
 The speed tricks live here, tested once, not inside the methods' losses: the
 cross-entropy of several segments is one call with per-row weights (fewer autograd
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from clreplay import distributed as idist
 from clreplay.data.minibatch import MiniBatch
 
 _WEIGHTS: Dict[tuple, Tensor] = {}
@@ -129,7 +132,29 @@ def logit_mse(output: Tensor, mb: MiniBatch, name: str, column: str = "logits") 
     current, stored = current[:, :width], stored[:, :width]
     valid = stored == stored  # False where NaN
     squared = torch.where(valid, current - stored, 0.0).square().sum()
-    count = valid.sum().clamp(min=1)
-    if not whole:  # a rank's share of the global mean
-        return squared * scale * len(segment) / max(segment.total, 1) / count
-    return squared / count
+    count = valid.sum()
+    if mb.is_slice:  # a rank's share of the global mean: over every rank's compared entries
+        return squared * _scale(mb) / global_sum(count, mb).clamp(min=1)
+    return squared / count.clamp(min=1)
+
+
+def hinge_mean(bad: Tensor, good: Tensor, margin: float, mb: MiniBatch) -> Tensor:
+    """The mean of the positive ``bad + margin - good`` over the rows where it is positive,
+    0 if none is (X-DER's margin constraints); the rows are rows of ``mb``.
+
+    >>> mb = MiniBatch(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+    >>> hinge_mean(torch.tensor([1.0, 0.0, 2.0]), torch.tensor([1.0, 1.0, 1.0]), 0.5, mb).item()  # (0.5 + 1.5) / 2
+    1.0
+    """
+    violation = F.relu(bad + margin - good)
+    count = (violation > 0).sum()
+    if mb.is_slice:  # a rank's share of the mean over every rank's violating rows
+        return violation.sum() * _scale(mb) / global_sum(count, mb).clamp(min=1)
+    return violation.sum() / count.clamp(min=1)
+
+
+def global_sum(value: Tensor, mb: MiniBatch) -> Tensor:
+    """``value`` summed over the ranks when ``mb`` is a rank's slice of a global batch (every
+    rank computes the same loss terms of a step, so every rank calls it), else ``value``.
+    For the denominators of means over rows that only the model's output selects."""
+    return idist.all_reduce(value) if mb.is_slice else value

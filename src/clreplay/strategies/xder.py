@@ -41,7 +41,7 @@ from clreplay.replay.policies.class_balanced import ClassBalancedStoragePolicy
 from clreplay.replay.selection.features import extract_features
 from clreplay.strategies.der import ALPHA, BETA  # noqa: F401  (the family)
 from clreplay.strategies.er_ace import mask_logits
-from clreplay.strategies.losses import logit_mse, segment_mean
+from clreplay.strategies.losses import hinge_mean, logit_mse, segment_mean
 from clreplay.strategies.method import Method
 
 GAMMA = Option("gamma", 0.85, "X-DER: the transplanted logits' cap, as a share of the own class's", minimum=0.0)
@@ -65,12 +65,6 @@ def transplant(stored: Tensor, new: Tensor, y: Tensor, columns: Tensor, gamma: f
     top = new.masked_fill(~columns, float("-inf")).max(dim=1).values  # -inf: no column moves
     scale = torch.where(top > own, gamma * own / top, torch.ones_like(own))
     return torch.where(columns, new * scale.unsqueeze(1), stored)
-
-
-def hinge_mean(bad: Tensor, good: Tensor, margin: float) -> Tensor:
-    """The mean of the positive ``bad + margin - good`` (0 if none is): X-DER's constraints."""
-    violation = F.relu(bad + margin - good)
-    return violation.sum() / (violation > 0).sum().clamp(min=1)
 
 
 class XDERPlugin(MemoryPlugin):
@@ -139,12 +133,13 @@ class XDERPlugin(MemoryPlugin):
         if self.experience_classes:  # past constraint: the current classes lead on the stream
             probs = F.softmax(mask_logits(out[stream], past | current), dim=1)
             bad = mask_logits(probs, past).max(dim=1).values.detach()
-            loss = loss + self.eta * hinge_mean(bad, mask_logits(probs, current).max(dim=1).values, self.margin)
+            loss = loss + self.eta * hinge_mean(bad, mask_logits(probs, current).max(dim=1).values, self.margin,
+                                               mb)
         # Future constraint: the classes not seen yet stay below each row's own experience's.
         has_future = width > len(set(self.past_classes) | set(self._current))
         if "replay" not in mb:
             if has_future:
-                loss = loss + self._future_constraint(out[stream], current, past | current)
+                loss = loss + self._future_constraint(out[stream], current, past | current, mb)
             return loss
         replay, second = mb.segment("replay"), mb.segment("replay_ce")
         loss = loss + self.alpha * logit_mse(out, mb, "replay")
@@ -155,13 +150,14 @@ class XDERPlugin(MemoryPlugin):
             memory = slice(replay.start, second.stop)  # consecutive draws: each row's own classes lead
             good = torch.cat([current.expand(stream.stop - stream.start, -1),
                               self._own_experience_mask(mb.y[memory], width, device)])
-            loss = loss + self._future_constraint(torch.cat([out[stream], out[memory]]), good, past | current)
+            loss = loss + self._future_constraint(torch.cat([out[stream], out[memory]]), good, past | current,
+                                                  mb)
         self._update_replayed(strategy, replay, out[replay.slice].detach(), ~past)
         return loss
 
-    def _future_constraint(self, logits: Tensor, good: Tensor, seen: Tensor) -> Tensor:
+    def _future_constraint(self, logits: Tensor, good: Tensor, seen: Tensor, mb) -> Tensor:
         bad = mask_logits(logits, ~seen).max(dim=1).values
-        return self.eta * hinge_mean(bad, mask_logits(logits, good).max(dim=1).values, self.margin)
+        return self.eta * hinge_mean(bad, mask_logits(logits, good).max(dim=1).values, self.margin, mb)
 
     def _own_experience_mask(self, y: Tensor, width: int, device) -> Tensor:
         """Per row, the classes of the experience its class came from."""
@@ -213,6 +209,7 @@ class XDERPlugin(MemoryPlugin):
                 store.update(rows, {"logits": transplant(stored, outputs, view.targets.to(outputs.device),
                                                          new, self.gamma),
                                     "updated_in": torch.full((len(rows),), self._experience)})
+        self.check_replicated(strategy, f"experience {self._experience}")
 
     # ------------------------------------------------------------ persistence
     def _extra_state(self) -> dict:

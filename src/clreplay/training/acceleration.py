@@ -60,16 +60,23 @@ class Acceleration:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
-        self._module: Callable[[Tensor], Tensor] = model
-        if callable(compile):
-            self._module = compile(model)
-        elif compile != "off":
-            self._module = torch.compile(model, mode=None if compile == "default" else compile)
+        # The compiled module of the last module trained through (the model, or the wrapper
+        # a distributed run trains through, wrapped again each experience).
+        self._compiled: Optional[tuple] = None
 
     @property
     def active(self) -> bool:
         """Whether anything differs from a plain fp32 eager step."""
-        return self.dtype is not None or self.channels_last or self._module is not self.model
+        return self.dtype is not None or self.channels_last or self.compile != "off"
+
+    def _module(self, module: nn.Module) -> Callable[[Tensor], Tensor]:
+        if self.compile == "off":
+            return module
+        if self._compiled is None or self._compiled[0] is not module:
+            compiled = self.compile(module) if callable(self.compile) else \
+                torch.compile(module, mode=None if self.compile == "default" else self.compile)
+            self._compiled = (module, compiled)
+        return self._compiled[1]
 
     def autocast(self):
         """The context of the forward pass and the loss."""
@@ -77,10 +84,12 @@ class Acceleration:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, module: Optional[nn.Module] = None) -> Tensor:
+        """``module(x)`` (default: the model), compiled with ``compile``, ``x`` in channels-last
+        order with ``channels_last``."""
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self._module(x)
+        return self._module(self.model if module is None else module)(x)
 
     def backward(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
         """``loss.backward()``; for fp16, of the scaled loss, then the gradients unscaled

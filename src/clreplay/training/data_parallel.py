@@ -5,10 +5,13 @@ inside a process group) keeps one :class:`DataParallel`. Every rank builds the s
 *global* mini-batch of ``train_mb_size`` samples (current and replayed: batch
 sources and memories draw from generators seeded alike on every rank), takes its
 slice of it (:class:`ShardedBatchSource`), and computes its share of the global
-batch's loss; gradients are summed over the ranks before the optimiser's step (bucket
-by bucket during the backward pass, :class:`~clreplay.training.gradients.GradientReducer`). So
-one step updates the weights as a single process training on the whole global
-batch would, up to floating-point rounding, whatever the number of processes.
+batch's loss; the model trains through
+:class:`~torch.nn.parallel.DistributedDataParallel`, whose reducer sums the gradients
+over the ranks while the backward pass runs. So one step updates the weights as a
+single process training on the whole global batch would, up to floating-point
+rounding, whatever the number of processes. A gradient a method computes besides
+(A-GEM's reference gradient) is computed on the plain module over each rank's share
+of its batch and summed with one all_reduce (:func:`batch_gradient`).
 
 Evaluation splits each experience's batches over the ranks and sums the correct
 counts; the model's parameters and buffers start from rank 0's.
@@ -16,16 +19,16 @@ counts; the model's parameters and buffers start from rank 0's.
 
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Sequence
+from typing import Callable, List, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from clreplay import distributed as idist
 from clreplay.data.batching import BatchSource, MappedBatchSource
 from clreplay.data.dataset import ClassificationDataset
 from clreplay.data.minibatch import MiniBatch, Segment
-from clreplay.training.gradients import GradientReducer
 
 
 def segment_shares(lengths: Sequence[int], world_size: int) -> List[List[int]]:
@@ -77,7 +80,8 @@ def shard_minibatch(mb: MiniBatch, rank: int, world_size: int) -> MiniBatch:
 
     The slice holds a contiguous share of each of ``mb``'s segments, in the same order
     (:func:`segment_shares`), with their store rows and other columns; each segment
-    keeps its global size as ``total``. Over the ranks the slices partition ``mb``.
+    keeps its global size as ``total``, and the slice's ``whole`` is ``mb``. Over the
+    ranks the slices partition ``mb``.
     """
     shares = segment_shares([len(s) for s in mb.segments], world_size)
     parts, segments, start = [], [], 0
@@ -98,7 +102,7 @@ def shard_minibatch(mb: MiniBatch, rank: int, world_size: int) -> MiniBatch:
         x, y, t = (part.narrow(0, first, n) for part in (mb.x, mb.y, mb.t))
     else:
         x, y, t = (part.index_select(0, positions.to(part.device)) for part in (mb.x, mb.y, mb.t))
-    return MiniBatch(x, y, t, segments=segments)
+    return MiniBatch(x, y, t, segments=segments, whole=mb)
 
 
 class ShardedBatchSource(MappedBatchSource):
@@ -130,18 +134,36 @@ class DataParallel:
     """What a strategy does differently over several processes (its ``context.world_size > 1``).
 
     Created by the strategy, with the process group already initialized: it checks
-    that the group matches the context and starts every rank from rank 0's
-    parameters and buffers. The strategy then calls :meth:`shard` once per
-    experience (after the plugins' ``before_training_exp``), :meth:`loss_share` and
-    :meth:`sync_gradients` every step, :meth:`sum` for the epoch's loss and the
+    that the group matches the context and wraps the model in
+    :class:`~torch.nn.parallel.DistributedDataParallel` (which starts every rank from
+    rank 0's parameters and buffers). The strategy's model stays the plain module;
+    the training forward goes through :meth:`module` (the wrapper), whose backward
+    sums the gradients over the ranks (torch's reducer, bucket by bucket while the
+    backward pass runs). The strategy calls :meth:`shard` once per experience (after
+    the plugins' ``before_training_exp``: the model is wrapped again there, from rank
+    0's weights, so a plugin may re-initialise or replace layers), :meth:`loss_share`
+    and :meth:`backward` every step, :meth:`sum` for the epoch's loss and the
     evaluation's counts, and :meth:`eval_shard` for each evaluated experience.
+
+    Each rank's loss is its share of the global batch's loss, and DDP *averages* the
+    gradients over the ranks: :meth:`backward` differentiates the share times the
+    world size, so the gradient is that of the global batch's loss, as one process
+    would compute it on the whole batch.
     """
 
-    def __init__(self, model: nn.Module, context) -> None:
+    #: The DistributedDataParallel options a strategy may set (``distributed={...}``).
+    OPTIONS = ("find_unused_parameters", "static_graph", "gradient_as_bucket_view", "bucket_cap_mb",
+               "broadcast_buffers")
+
+    def __init__(self, model: nn.Module, context, options: Optional[Mapping] = None) -> None:
+        unknown = sorted(set(options or {}) - set(self.OPTIONS))
+        if unknown:
+            raise ValueError(f"distributed options must be among {list(self.OPTIONS)}, got {unknown}")
+        self.options = dict(options or {})
         if not idist.is_initialized():
             raise ValueError(
                 f"context.world_size is {context.world_size} but no process group is initialized: "
-                "start the processes with torchrun or clreplay.distributed.launch "
+                "start the processes with torchrun or clreplay.launch.launch "
                 "(or init_from_env) first"
             )
         if (idist.get_rank(), idist.get_world_size()) != (context.rank, context.world_size):
@@ -152,15 +174,47 @@ class DataParallel:
         self.model = model
         self.rank, self.world_size = context.rank, context.world_size
         self.source: Optional[ShardedBatchSource] = None
-        with torch.no_grad():
-            for tensor in list(model.parameters()) + list(model.buffers()):
-                tensor.copy_(idist.broadcast(tensor))
-        self._buffers = [b for b in model.buffers() if b.is_floating_point()]
-        self.reducer = GradientReducer(model)
+        self._ddp: Optional[DistributedDataParallel] = None
+        self._params: tuple = ()
+        self._forwarded = False
+        self._wrap()
+
+    # ------------------------------------------------------------ the wrapper
+    def _trainable(self) -> tuple:
+        return tuple(p for p in self.model.parameters() if p.requires_grad)
+
+    def _wrap(self) -> None:
+        """Wrap the model (again): DDP broadcasts rank 0's parameters and buffers and
+        registers its reducer on the parameters that require gradients now."""
+        self._ddp = None  # the old reducer's hooks go with it
+        self._params = self._trainable()
+        if not self._params:  # nothing to sum: DDP refuses such a module
+            with torch.no_grad():
+                for tensor in list(self.model.parameters()) + list(self.model.buffers()):
+                    tensor.copy_(idist.broadcast(tensor))
+            return
+        first = self._params[0]
+        device_ids = [first.device] if first.device.type == "cuda" else None
+        self._ddp = DistributedDataParallel(self.model, device_ids=device_ids, **self.options)
+        self._ddp.register_forward_pre_hook(self._note_forward)
+
+    def _note_forward(self, module, inputs) -> None:
+        self._forwarded = True
+
+    def module(self) -> nn.Module:
+        """What the training forward goes through: the DDP wrapper of the model (wrapped
+        again first if the parameters that require gradients changed, e.g. a head that
+        grew or a layer frozen)."""
+        params = self._trainable()
+        if len(params) != len(self._params) or any(a is not b for a, b in zip(params, self._params)):
+            self._wrap()
+        return self.model if self._ddp is None else self._ddp
 
     # ------------------------------------------------------------- training
     def shard(self, source: BatchSource) -> ShardedBatchSource:
-        """The rank's slice of ``source``'s global batches, for the current experience."""
+        """The rank's slice of ``source``'s global batches, for the current experience; the
+        model is wrapped again, from rank 0's weights (plugins may have changed it)."""
+        self._wrap()
         self.source = ShardedBatchSource(source, self.rank, self.world_size)
         return self.source
 
@@ -174,27 +228,27 @@ class DataParallel:
         times its fraction of the global batch, so the shares sum to the global mean.
 
         A rank whose slice is empty (a last batch smaller than the ranks) contributes
-        zero, through its (empty) output so that its backward still runs. Called right
-        before the backward pass, it opens the summing of its gradients.
+        zero, through its (empty) output so that its backward still runs.
         """
-        self.reducer.start()
         source = self.source
         if source.local_size == 0:
             return output.sum() * 0.0
         return loss * (source.local_size / source.global_size)
 
-    def sync_gradients(self) -> None:
-        """After the backward pass: every gradient becomes its sum over the ranks.
-
-        A parameter without a gradient on every rank keeps none; one that has a
-        gradient on some rank gets the sum (zeros standing in for the others).
-        Floating-point buffers (e.g. batch-norm statistics) are then set to rank 0's.
-        """
-        self.reducer.finish()
-        if self._buffers:
-            with torch.no_grad():
-                for buffer in self._buffers:
-                    buffer.copy_(idist.broadcast(buffer))
+    def backward(self, share: Tensor, differentiate: Callable[[Tensor], None] = Tensor.backward) -> None:
+        """Differentiate the loss ``share`` (:meth:`loss_share`) with ``differentiate`` (the
+        strategy's, which scales an fp16 loss): every gradient becomes the sum over the ranks
+        of the shares' gradients (DDP averages, so the share is scaled by the world size).
+        The forward must have gone through :meth:`module`."""
+        if self._ddp is not None and not self._forwarded:
+            raise RuntimeError(
+                "the training forward must go through strategy.train_model (the "
+                "DistributedDataParallel wrapper) in a distributed run, else the gradients are "
+                "not summed over the ranks: got a forward through strategy.model (override "
+                "forward() with self.train_model(...))"
+            )
+        self._forwarded = False
+        differentiate(share * self.world_size)
 
     def sum(self, tensor: Tensor) -> Tensor:
         """``tensor`` summed over the ranks."""
@@ -211,3 +265,34 @@ class DataParallel:
             return dataset
         return dataset.subset(torch.arange(start, end))
 
+
+
+def batch_gradient(strategy, x: Tensor, y: Tensor, params: Sequence[Tensor]) -> Tensor:
+    """The gradient of ``strategy.loss_fn(strategy.model(x), y)`` (a mean over the rows)
+    with respect to ``params``, flattened (zeros for a parameter it does not reach).
+
+    A gradient a method needs besides the step's own (A-GEM's reference gradient on a
+    memory batch): it is computed on the plain module, so DDP's reducer takes no part.
+    Over several processes every rank holds the same batch ``x, y``; each differentiates
+    its contiguous share of the rows, weighted by its share, and one all_reduce sums
+    the shares: every rank gets the gradient one process computes on the whole batch.
+
+    >>> model = nn.Linear(2, 2)
+    >>> strategy = type("S", (), {"model": model, "loss_fn": nn.CrossEntropyLoss(), "_parallel": None})()
+    >>> x, y = torch.randn(4, 2), torch.tensor([0, 1, 1, 0])
+    >>> g = batch_gradient(strategy, x, y, list(model.parameters()))
+    >>> reference = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), list(model.parameters()))
+    >>> torch.allclose(g, torch.cat([t.reshape(-1) for t in reference]))
+    True
+    """
+    parallel = getattr(strategy, "_parallel", None)
+    weight = 1.0
+    if parallel is not None:
+        start, stop = idist.share_bounds(len(y), parallel.rank, parallel.world_size)
+        weight = (stop - start) / max(len(y), 1)
+        x, y = x[start:stop], y[start:stop]
+    output = strategy.model(x)
+    loss = strategy.loss_fn(output, y) * weight if len(y) else output.sum() * 0.0
+    grads = torch.autograd.grad(loss, list(params), allow_unused=True)
+    flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+    return flat if parallel is None else idist.all_reduce(flat)

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from clreplay import distributed as idist
 from clreplay._seeding import make_generator
 from clreplay._validation import (
     check_int,
     check_optional_positive_int,
     check_positive_int,
-    check_seed,
 )
 from clreplay.data.batching import BatchSource, DatasetBatchSource
 from clreplay.data.experience import Experience
 from clreplay.data.minibatch import MiniBatch
 from clreplay.training.acceleration import Acceleration
-from clreplay.training.context import RunContext
+from clreplay.training.context import RunContext, resolve_context
 from clreplay.training.data_parallel import DataParallel
 from clreplay.training.eval_results import EvalResults
 from clreplay.training.evaluate import check_experience, evaluate, indexed
@@ -75,10 +73,13 @@ class BaseStrategy:
     distributed: train on every process of the initialized process group (see
         :mod:`clreplay.training.data_parallel`): each step's global batch of
         ``train_mb_size`` samples is split over the ranks (``train_mb_size`` must be
-        a multiple of the world size) and the gradients are summed, so the weights
+        a multiple of the world size), the model trains through
+        ``DistributedDataParallel`` (:attr:`train_model`), so the weights
         follow those of one process training on the global batches. Without a
         process group it changes nothing. A ``context`` whose ``world_size`` is
-        above 1 means the same.
+        above 1 means the same. A dict means True, with options for DDP (e.g.
+        ``{"find_unused_parameters": True}`` for a model whose steps leave some
+        parameters unused).
 
     During training ``experience``, ``model``, ``optimizer``, ``device``, ``clock`` and,
     inside an iteration, ``mb`` (the :class:`~clreplay.data.MiniBatch`: ``x``, ``y``,
@@ -126,7 +127,7 @@ class BaseStrategy:
         evaluator: Optional[StrategyPlugin] = None,
         seed: Optional[int] = None,
         context: Optional[RunContext] = None,
-        distributed: bool = False,
+        distributed: bool | Mapping = False,
         precision: str = "fp32",
         channels_last: bool = False,
         compile="off",
@@ -146,19 +147,8 @@ class BaseStrategy:
             self.device = torch.device(device)
         except (RuntimeError, TypeError) as err:
             raise ValueError(f"device must name a torch device, got {device!r}") from err
-        self.seed = check_seed("seed", seed)
-        if context is not None and not isinstance(context, RunContext):
-            raise TypeError(f"context must be a RunContext or None, got {type(context).__name__}")
-        if context is not None and self.seed is not None and context.seed != self.seed:
-            raise ValueError(f"seed ({self.seed}) must equal context.seed ({context.seed}) when both are given")
-        if self.seed is None:
-            self.seed = 0 if context is None else context.seed
-        if not isinstance(distributed, bool):
-            raise TypeError(f"distributed must be a bool, got {distributed!r}")
-        if context is None:
-            context = RunContext(seed=self.seed, rank=idist.get_rank() if distributed else 0,
-                                 world_size=idist.get_world_size() if distributed else 1)
-        self.context = context
+        context, ddp_options = resolve_context(seed, context, distributed)
+        self.seed, self.context = context.seed, context
         if context.world_size > 1 and self.train_mb_size % context.world_size:
             raise ValueError(
                 f"train_mb_size must be a multiple of the world size ({context.world_size}): each "
@@ -178,7 +168,7 @@ class BaseStrategy:
         self.acceleration = Acceleration(self.model, self.device, precision=precision,
                                          channels_last=channels_last, compile=compile)
         # Over several processes: global batches sliced over the ranks, gradients summed.
-        self._parallel = DataParallel(self.model, context) if context.world_size > 1 else None
+        self._parallel = DataParallel(self.model, context, ddp_options) if context.world_size > 1 else None
         self.optimizer = optimizer
         self.loss_fn = nn.CrossEntropyLoss() if criterion is None else criterion
         # The training batches' shuffles: the run's "shuffle" stream (one seeding path).
@@ -356,10 +346,12 @@ class BaseStrategy:
         for hook in hooks["before_backward"]:
             hook(self, **kwargs)
         parallel = self._parallel
-        loss = self.loss if parallel is None else parallel.loss_share(self.loss, self.mb_output)
-        acceleration.backward(loss, self.optimizer)
-        if parallel is not None:
-            parallel.sync_gradients()
+        if parallel is None:
+            loss = self.loss
+            acceleration.backward(loss, self.optimizer)
+        else:  # this rank's share of the global batch's loss; DDP sums the gradients
+            loss = parallel.loss_share(self.loss, self.mb_output)
+            parallel.backward(loss, lambda scaled: acceleration.backward(scaled, self.optimizer))
         for hook in hooks["after_backward"]:
             hook(self, **kwargs)
         for hook in hooks["before_update"]:
@@ -379,11 +371,18 @@ class BaseStrategy:
             hook(self, **kwargs)
         self._at_iteration_end = False
 
+    @property
+    def train_model(self) -> nn.Module:
+        """What the training forward calls: ``model``, or over several processes its
+        :class:`~torch.nn.parallel.DistributedDataParallel` wrapper (``model`` stays the
+        plain module: plugins read its layers, evaluation calls it)."""
+        return self.model if self._parallel is None else self._parallel.module()
+
     def forward(self) -> Tensor:
-        """The model's output on the current mini-batch (override for multi-head models);
+        """The output of :attr:`train_model` on the mini-batch (override for multi-head models);
         through the compiled model with ``compile``, in channels-last order with
         ``channels_last``."""
-        return self.acceleration.forward(self.mb.x)
+        return self.acceleration.forward(self.mb.x, self.train_model)
 
     def criterion(self) -> Tensor:
         """The loss of the current mini-batch: ``loss_fn(mb_output, mb_y)``.
