@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 from datetime import timedelta
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -138,17 +138,22 @@ _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.in
 _MAX_DIMS = 8
 
 
-def all_gather(tensor: Tensor) -> Tensor:
+def all_gather(tensor: Tensor, counts: Optional[Sequence[int]] = None) -> Tensor:
     """Every rank's ``tensor`` concatenated along the first dimension, in rank order.
 
     The first dimension may differ between ranks (0 included); the other dimensions
     and the dtype must agree between ranks that have rows, and a rank without rows
     takes them from the others (so it may pass any empty tensor). The bytes travel
     as they are: every rank ends with the same bits. Returned on ``tensor``'s device.
+    ``counts``, each rank's number of rows when every rank knows them (the slices of a
+    global batch), saves the exchange of shapes: nothing is then read on the host, so
+    a step on a GPU does not wait for it.
     """
     world = get_world_size()
     if world == 1:
         return tensor
+    if counts is not None:
+        return _gather_known(tensor, list(counts))
     if tensor.dim() > _MAX_DIMS or tensor.dtype not in _DTYPES:
         raise ValueError(
             f"tensor must have at most {_MAX_DIMS} dimensions and one of the dtypes {_DTYPES}, "
@@ -184,6 +189,18 @@ def all_gather(tensor: Tensor) -> Tensor:
     parts = [out[r][: counts[r] * row_bytes] for r in range(world)]
     joined = torch.cat(parts).view(dtype).reshape(sum(counts), *trailing)
     return joined.to(tensor.device)
+
+
+def _gather_known(tensor: Tensor, counts: List[int]) -> Tensor:
+    """:func:`all_gather` of rows whose count on every rank is known (``counts``)."""
+    if len(counts) != get_world_size() or counts[get_rank()] != tensor.shape[0]:
+        raise ValueError(f"counts must give every rank's rows ({get_world_size()} ranks, this one "
+                         f"{tensor.shape[0]}), got {counts}")
+    device, most = _comm_device(), max(counts)
+    padded = torch.zeros((most, *tensor.shape[1:]), dtype=tensor.dtype, device=device)
+    padded[: tensor.shape[0]] = tensor.to(device)
+    parts = _gather_equal(padded)
+    return torch.cat([part[:n] for part, n in zip(parts, counts)]).to(tensor.device)
 
 
 def _gather_equal(tensor: Tensor) -> list:

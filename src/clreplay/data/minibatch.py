@@ -12,10 +12,12 @@ for them when first looked up.
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from clreplay import distributed as idist
 
 #: The segment of the current experience's samples.
 STREAM = "stream"
@@ -206,3 +208,41 @@ class MiniBatch:
                 f"a batch source must yield MiniBatch or (x, y, t) tuples, got {type(batch).__name__}"
             ) from None
         return cls(x, y, t)
+
+
+def segment_shares(lengths: Sequence[int], world_size: int) -> List[List[int]]:
+    """How many rows of each segment each rank takes: ``shares[s][r]``.
+
+    Every segment is split as evenly as possible over the ranks, and the rows that do
+    not divide go to the ranks that have the fewest rows so far (the lowest rank
+    first), so that every rank's slice holds the global batch's size divided by the
+    ranks, within one row.
+
+    >>> segment_shares([11, 21], 2)
+    [[6, 5], [10, 11]]
+    >>> segment_shares([1, 0], 2)
+    [[1, 0], [0, 0]]
+    """
+    given = [0] * world_size
+    shares = []
+    for length in lengths:
+        base, extra = divmod(length, world_size)
+        counts = [base] * world_size
+        for rank in sorted(range(world_size), key=lambda r: (given[r], r))[:extra]:
+            counts[rank] += 1
+        given = [g + c for g, c in zip(given, counts)]
+        shares.append(counts)
+    return shares
+
+
+def segment_counts(mb: MiniBatch, name: str) -> List[int]:
+    """How many rows of segment ``name`` of the step's global batch each rank holds (what
+    every rank knows without asking the others; ``[len]`` in one process).
+
+    >>> mb = MiniBatch(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+    >>> segment_counts(mb, "stream")
+    [3]
+    """
+    whole = mb.global_batch
+    index = [s.name for s in whole.segments].index(name)
+    return segment_shares([len(s) for s in whole.segments], idist.get_world_size())[index]

@@ -11,6 +11,7 @@ from torch import Tensor
 from clreplay import distributed as idist
 from clreplay._seeding import SeedStream
 from clreplay._validation import check_optional_positive_int, check_positive_int
+from clreplay.data.minibatch import segment_counts
 from clreplay.replay.mixing.draws import check_memory_transform
 from clreplay.replay.policies.base import StoragePolicy, check_storage_policy
 from clreplay.replay.storage.consistency import check_replicated
@@ -76,8 +77,9 @@ class MemoryPlugin(StrategyPlugin):
         applies the same update to its replica."""
         rows = segment.rows
         if idist.is_distributed(strategy):
-            rows, keep = idist.all_gather(rows), idist.all_gather(keep)
-            values = {name: idist.all_gather(v.contiguous()) for name, v in sorted(values.items())}
+            counts = segment_counts(strategy.mb, segment.name)  # known on every rank: nothing read on the host
+            rows, keep = idist.all_gather(rows, counts), idist.all_gather(keep, counts)
+            values = {name: idist.all_gather(v.contiguous(), counts) for name, v in sorted(values.items())}
         if not len(rows):
             return
         store = self.storage_policy.store

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from clreplay import distributed as idist
 from clreplay.data.dataset import ClassificationDataset
+from clreplay.data.minibatch import segment_counts
 from clreplay.replay.memory_plugin import MemoryPlugin
 from clreplay.replay.mixing.draws import LazyMapping
 from clreplay.replay.mixing.online import OnlineReplayBatchSource
@@ -151,7 +152,8 @@ class OnlineReplayPlugin(MemoryPlugin):
         local = self.stored_columns(strategy)
         if local is None or not idist.is_distributed(strategy):
             return local
-        return {name: idist.all_gather(values.contiguous()) for name, values in sorted(local.items())}
+        counts = segment_counts(strategy.mb, "stream")  # known on every rank: nothing read on the host
+        return {name: idist.all_gather(values.contiguous(), counts) for name, values in sorted(local.items())}
 
     def after_training_exp(self, strategy, **kwargs):
         """Store the experience at once if it was never streamed (``train_epochs=0``)."""

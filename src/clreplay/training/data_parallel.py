@@ -19,7 +19,7 @@ counts; the model's parameters and buffers start from rank 0's.
 
 from __future__ import annotations
 
-from typing import Callable, List, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,32 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from clreplay import distributed as idist
 from clreplay.data.batching import BatchSource, MappedBatchSource
 from clreplay.data.dataset import ClassificationDataset
-from clreplay.data.minibatch import MiniBatch, Segment
-
-
-def segment_shares(lengths: Sequence[int], world_size: int) -> List[List[int]]:
-    """How many rows of each segment each rank takes: ``shares[s][r]``.
-
-    Every segment is split as evenly as possible over the ranks, and the rows that do
-    not divide go to the ranks that have the fewest rows so far (the lowest rank
-    first), so that every rank's slice holds the global batch's size divided by the
-    ranks, within one row.
-
-    >>> segment_shares([11, 21], 2)
-    [[6, 5], [10, 11]]
-    >>> segment_shares([1, 0], 2)
-    [[1, 0], [0, 0]]
-    """
-    given = [0] * world_size
-    shares = []
-    for length in lengths:
-        base, extra = divmod(length, world_size)
-        counts = [base] * world_size
-        for rank in sorted(range(world_size), key=lambda r: (given[r], r))[:extra]:
-            counts[rank] += 1
-        given = [g + c for g, c in zip(given, counts)]
-        shares.append(counts)
-    return shares
+from clreplay.data.minibatch import MiniBatch, Segment, segment_shares
 
 
 class _RowsOf(Mapping):
