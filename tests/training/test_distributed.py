@@ -75,6 +75,13 @@ def _collectives():
     # rank 0 has no rows (and passes a tensor of another shape), rank 1 has three.
     mine = torch.empty(0) if rank == 0 else torch.arange(6, dtype=torch.float64).view(3, 2)
     out["gathered"] = idist.all_gather(mine)
+    # with every rank's count known, no shapes are exchanged (rows keep their trailing shape)
+    known = torch.empty(0, 2, dtype=torch.float64) if rank == 0 else mine
+    out["known"] = idist.all_gather(known, counts=[0, 3])
+    try:
+        idist.all_gather(known, counts=[0, 3, 1])  # raised on every rank: no one waits
+    except ValueError as err:
+        out["counts_error"] = str(err)
     out["bools"] = idist.all_gather(torch.tensor([rank == 0, True]))
     out["counts"] = idist.sum_counts(None if rank == 0 else torch.tensor([1, 2, 3]))
     out["max"] = idist.all_reduce(torch.tensor([float(rank)]), op="max")
@@ -97,6 +104,7 @@ def test_collectives_over_two_processes():
     assert (r0["rank"], r1["rank"], r1["local_rank"], r0["world"], r1["threads"]) == (0, 1, 1, 2, 1)
     for r in (r0, r1):
         assert r["gathered"].dtype == torch.float64 and r["gathered"].tolist() == [[0, 1], [2, 3], [4, 5]]
+        assert r["known"].dtype == torch.float64 and r["known"].tolist() == [[0, 1], [2, 3], [4, 5]]
         assert r["bools"].tolist() == [True, True, False, True]
         assert r["counts"].tolist() == [1, 2, 3]
         assert r["max"].tolist() == [1.0] and r["broadcast"].tolist() == [10]
@@ -104,5 +112,7 @@ def test_collectives_over_two_processes():
         assert r["batches"].tolist() == [0, 10, 20, 30, 40, 50, 60]
         assert ("tensor must have the same trailing shape and dtype on every rank, got rows of "
                 "shape (3,) and dtype torch.float32 on rank 0 and rows of shape (4,)") in r["shape_error"]
+    assert r0["counts_error"] == "counts must give every rank's rows (2 ranks, this one 0), got [0, 3, 1]"
+    assert r1["counts_error"] == "counts must give every rank's rows (2 ranks, this one 3), got [0, 3, 1]"
     assert r0["io_error"] == "ZeroDivisionError: division by zero"
     assert r1["io_error"] == "RuntimeError: rank 0 failed: ZeroDivisionError: division by zero"
