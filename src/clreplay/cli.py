@@ -9,6 +9,7 @@ from typing import Callable, List, Optional
 
 from clreplay import distributed as idist
 from clreplay._validation import check_choice
+from clreplay.benchmarks.registry import BENCHMARKS
 from clreplay.locking import FolderLockedError
 from clreplay.models.registry import MODELS
 from clreplay.options import Option
@@ -69,7 +70,8 @@ def _subcommand(subparsers, name: str, handler, *, help: str, description: str):
 #: How the command line shows a few options' values (metavars), and the components whose
 #: registries describe a choice (their summaries join the flag's help).
 _METAVARS = {"data": "PATH", "output": "DIR", "checkpoint_dir": "DIR", "memmap_dir": "DIR",
-             "batch_size_mem": "N", "checkpoint_every": "N", "world_size": "N"}
+             "batch_size_mem": "N", "checkpoint_every": "N", "world_size": "N", "anytime_every": "N",
+             "class_order": "ORDER"}
 _DESCRIBED = {"policy": POLICIES, "selection": SELECTIONS, "model": MODELS, "method": METHODS}
 
 
@@ -110,7 +112,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                            "leave it out")
             continue
         _add_option(p, option, help_text=text)
-    for registry, flag in ((MODELS, "--model"), (POLICIES, "--policy"), (METHODS, "--method")):
+    for registry, flag in ((BENCHMARKS, "--benchmark"), (MODELS, "--model"), (POLICIES, "--policy"),
+                           (METHODS, "--method")):
         for takers in registry.options().values():
             option = takers[0][1]
             where = f"{flag} {' or '.join(owner for owner, _ in takers)}"
@@ -259,7 +262,18 @@ _SUBCOMMANDS = {
         "replay against --no-replay, herding against random): one table of their metrics "
         "and one plot of their accuracy on seen experiences over the stream.",
     ),
+    "tune": (
+        lambda p: _tune().add_tune_arguments(p, _add_run_arguments), lambda args: _tune().tune_command(args),
+        "search hyper-parameters on a validation split, in parallel, resumably; write the best as a preset",
+        None,  # the tuning module's own description
+    ),
 }
+
+
+def _tune():
+    from clreplay.tuning import command
+
+    return command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,11 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name in ("run", "report", "compare", "presets"):
+    for name in ("run", "tune", "report", "compare", "presets"):
         add_arguments, handler, help_text, description = _SUBCOMMANDS[name]
-        add_arguments(_subcommand(subparsers, name, handler, help=help_text, description=description))
-    run_parser = subparsers.choices["run"]
-    run_parser.set_defaults(flag_names=flag_names(run_parser))
+        add_arguments(_subcommand(subparsers, name, handler, help=help_text,
+                                  description=description or _tune().DESCRIPTION))
+    for name in ("run", "tune"):
+        subparsers.choices[name].set_defaults(flag_names=flag_names(subparsers.choices[name]))
     return parser
 
 

@@ -15,9 +15,12 @@ import torch
 from clreplay._validation import device_available
 from clreplay.benchmarks.registry import (
     BENCHMARKS,
+    BLURRY,
+    CLASS_ORDER,
     IMAGE_BENCHMARKS,
     list_benchmarks,
     needs_data_path,
+    parse_class_order,
 )
 from clreplay.models.registry import HIDDEN, IMAGE_MODELS, INIT, MODELS, WIDTH, list_models
 from clreplay.options import Option
@@ -88,9 +91,12 @@ RUN_OPTIONS = (
            "--checkpoint-dir); a killed run resumes mid-epoch, exactly", kind=int, minimum=1, maximum=_BIG),
     Option("world_size", 1, "train on N processes, --batch-size being the global batch", minimum=1,
            maximum=65_536, cli_flag="--nproc"),
+    Option("anytime_every", None, "also evaluate on the test sets of the experiences seen so far every N "
+           "training iterations: results.json's anytime accuracy (their mean, the online literature's "
+           "A_AUC) and its curve (default: off)", kind=int, minimum=1, maximum=_BIG),
 )
 #: The components' options that are run settings too (fields of RunConfig).
-COMPONENT_OPTIONS = (HIDDEN, WIDTH, INIT, GROUPBY_OPTION)
+COMPONENT_OPTIONS = (HIDDEN, WIDTH, INIT, GROUPBY_OPTION, CLASS_ORDER, BLURRY)
 
 
 @dataclass
@@ -139,6 +145,10 @@ class RunConfig:
     # Processes the run trains on (set by the launcher: --nproc, or torchrun's group).
     # batch_size is the global batch: each process trains on batch_size / world_size.
     world_size: int = 1
+    # The stream: class order (None: seeded shuffle; "label"; "3,1,4,..."), blurry boundaries.
+    class_order: Optional[str] = None
+    blurry: float = 0.0
+    anytime_every: Optional[int] = None  # iterations between anytime evaluations (None: off)
 
     def validate(self, *, names: Optional[Mapping[str, str]] = None) -> "RunConfig":
         """Check every field against its option record and the rules between fields (and
@@ -151,6 +161,7 @@ class RunConfig:
         for option in RUN_OPTIONS + COMPONENT_OPTIONS:
             setattr(self, option.name, option.check(getattr(self, option.name), n(option.name)))
         self._validate_model_options(n)
+        self._validate_stream_options(n)
         if needs_data_path(self.benchmark) and not self.data:
             raise ValueError(f"{n('data')} must name a file or folder for {n('benchmark')} "
                              f"{self.benchmark!r}, got None")
@@ -192,6 +203,19 @@ class RunConfig:
         if self.augment and not image:
             raise ValueError(f"{n('augment')} needs an image benchmark ({', '.join(IMAGE_BENCHMARKS)}), "
                              f"got {n('benchmark')} {self.benchmark!r}")
+
+    def _validate_stream_options(self, n: Callable[[str], str]) -> None:
+        """``class_order`` and ``blurry`` are options of the class-incremental benchmarks."""
+        takers = BENCHMARKS.taking("class_order")
+        for name, unset in (("class_order", (None, "seeded")), ("blurry", (0.0,))):
+            if getattr(self, name) not in unset and self.benchmark not in takers:
+                raise ValueError(f"{n(name)} applies to the class-incremental benchmarks ({', '.join(takers)}), "
+                                 f"got {_setting(n, name, getattr(self, name))} with {n('benchmark')} "
+                                 f"{self.benchmark!r}, whose experiences all hold every class")
+        try:
+            parse_class_order(self.class_order)
+        except ValueError as err:
+            raise renamed(err, {"class_order": n("class_order")}) from None
 
     @property
     def augments(self) -> bool:

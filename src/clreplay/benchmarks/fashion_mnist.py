@@ -56,14 +56,16 @@ def split_fashion_mnist(
     n_experiences: int = 5,
     *,
     task_labels: bool = False,
-    class_order: Optional[Sequence[int]] = None,
+    class_order: Optional[Sequence[int] | str] = None,
     seed: Optional[int] = 0,
+    blurry: float = 0.0,
 ) -> Benchmark:
     """Class-incremental Fashion-MNIST: by default 5 experiences of 2 classes, images
     kept as ``uint8`` ``(1, 28, 28)`` and scaled to [0, 1] by the model."""
     train, test = load_fashion_mnist_datasets(root)
     bench = class_incremental(
-        train, test, n_experiences, task_labels=task_labels, class_order=class_order, seed=seed
+        train, test, n_experiences, task_labels=task_labels, class_order=class_order, seed=seed,
+        blurry=blurry,
     )
     bench.name = "split_fashion_mnist"
     return bench

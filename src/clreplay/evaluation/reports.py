@@ -56,6 +56,12 @@ def format_metrics(results: dict) -> str:
     }
     metrics = METRICS + ((TASK_METRIC,) if TASK_METRIC[0] in results else ())
     lines = [f"{names[key]}: {_fmt(results.get(key), spec)}" for key, _, spec in metrics]
+    if results.get("anytime_accuracy") is not None:
+        lines.append(f"anytime accuracy (every {results.get('anytime_every')} iterations): "
+                     f"{results['anytime_accuracy']:.4f}")
+    rows = (results.get("compute") or {}).get("forward_rows_per_sample")
+    if rows is not None:
+        lines.append(f"forward rows per stream sample: {rows:.2f}")
     total = (results.get("timing") or {}).get("total_s")
     if total is not None:
         lines.append(f"total time: {total:.1f} s")
