@@ -109,6 +109,9 @@ class TuneFolder:
         else:
             marker.write_text(json.dumps(self.identity, indent=1) + "\n")
         self.runs_path = self.folder / "runs.jsonl"
+        if self.runs_path.exists():  # a line cut by a kill is dropped (its run is done again)
+            kept = [json.dumps(r) for r in self.runs()]
+            self.runs_path.write_text("".join(line + "\n" for line in kept))
 
     def runs(self) -> List[dict]:
         if not self.runs_path.exists():
