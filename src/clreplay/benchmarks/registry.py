@@ -119,6 +119,6 @@ def get_benchmark(name: str, *args, **kwargs) -> Benchmark:
     >>> get_benchmark("split_digts")
     Traceback (most recent call last):
     ...
-    ValueError: benchmark must be one of 'split_cifar10', 'split_cifar100', 'split_digits', 'split_fashion_mnist', 'split_mnist', 'split_npz', 'split_synthetic', got 'split_digts'; did you mean 'split_digits'?
+    ValueError: benchmark must be one of 'split_cifar10', 'split_cifar100', 'split_digits', 'split_fashion_mnist', 'split_mnist', 'split_npz', 'split_synthetic', 'permuted_fashion_mnist', 'rotated_fashion_mnist', got 'split_digts'; did you mean 'split_digits'?
     """
     return BENCHMARKS.get(name).build(*args, **kwargs)

@@ -11,6 +11,7 @@ iterations and records each point; ``anytime_accuracy`` is the mean of the point
 
 from __future__ import annotations
 
+import time
 from typing import List, Optional, Sequence
 
 from clreplay._validation import check_positive_int
@@ -45,6 +46,7 @@ class AnytimeEvaluation(StrategyPlugin):
                 raise TypeError(f"test_stream[{i}] must be an Experience, got {type(experience).__name__}")
         self.every = check_positive_int("every", every)
         self.points: List[dict] = []
+        self.seconds = 0.0  # spent evaluating (inside the training loop's time)
 
     def after_training_iteration(self, strategy, **kwargs) -> None:
         clock = strategy.clock
@@ -52,7 +54,9 @@ class AnytimeEvaluation(StrategyPlugin):
             return
         current = strategy.experience.current_experience
         seen = [e for e in self.test_stream if e.current_experience <= current]
+        started = time.perf_counter()
         accuracies = [a for a in strategy.eval(seen).values() if a == a]  # NaN: an empty test set
+        self.seconds += time.perf_counter() - started
         self.points.append({"iteration": clock.train_iterations, "experience": current,
                             "samples": clock.train_samples,
                             "accuracy": sum(accuracies) / len(accuracies) if accuracies else None})
@@ -62,12 +66,13 @@ class AnytimeEvaluation(StrategyPlugin):
         values = [p["accuracy"] for p in self.points if p["accuracy"] is not None]
         mean: Optional[float] = sum(values) / len(values) if values else None
         return {"anytime_accuracy": mean, "anytime_every": self.every,
-                "anytime_curve": [dict(p) for p in self.points]}
+                "anytime_curve": [dict(p) for p in self.points], "anytime_eval_s": self.seconds}
 
     def state_dict(self) -> dict:
-        return {"points": [dict(p) for p in self.points]}
+        return {"points": [dict(p) for p in self.points], "seconds": self.seconds}
 
     def load_state_dict(self, state: dict) -> None:
-        if set(state) != {"points"}:
-            raise KeyError(f"anytime evaluation state must have keys ['points'], got {sorted(state)}")
+        if set(state) != {"points", "seconds"}:
+            raise KeyError(f"anytime evaluation state must have keys ['points', 'seconds'], got {sorted(state)}")
         self.points = [dict(p) for p in state["points"]]
+        self.seconds = float(state["seconds"])
