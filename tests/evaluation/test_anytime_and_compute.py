@@ -84,3 +84,16 @@ def test_results_hold_the_anytime_curve_and_the_compute(capsys):
     assert results["compute"]["forward_rows_per_sample"] >= 1.0
     out = capsys.readouterr().out
     assert "anytime accuracy (every 5 iterations): " in out and "forward rows per stream sample: " in out
+
+
+def test_compare_shows_anytime_accuracy_and_forward_rows():
+    from clreplay.evaluation import format_comparison
+
+    runs = {m: run_experiment(RunConfig(method=m, epochs=1, n_experiences=2, hidden=[16], anytime_every=10,
+                                        batch_size_mem=8 if m != "er" else None), log=lambda _: None)
+            for m in ("er", "derpp")}
+    lines = format_comparison(runs).splitlines()
+    assert "anytime acc" in lines[0] and "rows/sample" in lines[0]
+    derpp = lines[3].split()
+    assert derpp[0] == "derpp" and float(derpp[-2]) == round(runs["derpp"]["compute"]["forward_rows_per_sample"], 2)
+    assert float(derpp[-3]) == round(runs["derpp"]["anytime_accuracy"], 4)

@@ -65,3 +65,24 @@ def test_cli_presets_and_errors(tmp_path, capsys):
     assert "unknown key 'epochz'" in capsys.readouterr().err
     assert main(["run", "--preset", "nope"]) == 2
     assert "preset must be one of" in capsys.readouterr().err
+
+
+def test_tuned_presets_are_named_method_benchmark_memory_and_hold_their_method_options(tmp_path):
+    names = list_presets()
+    for method in ("er", "cls-er", "mir", "bic", "scr", "onpro"):
+        for benchmark in ("split_fashion_mnist", "split_digits"):
+            assert f"{method}/{benchmark}/200" in names
+    config = resolve_config({"seed": 3}, preset="cls-er/split_fashion_mnist/200").validate()
+    assert (config.method, config.mem_size, config.class_order, config.init, config.seed) == (
+        "cls-er", 200, "label", "xavier", 3)
+    assert set(config.method_options) == {"reg_weight", "plastic_alpha", "plastic_freq", "stable_alpha",
+                                          "stable_freq", "store_every_epoch"}
+    own = tmp_path / "mine.toml"
+    own.write_text('method = "derpp"\n[method_options]\nbeta = 0.25\n')
+    assert resolve_config({}, config_file=own).validate().method_options["beta"] == 0.25
+    own.write_text('[model_options]\nwidth = 3\n')
+    with pytest.raises(ValueError, match="unknown key 'model_options'"):
+        resolve_config({}, config_file=own)
+    own.write_text('method_options = 3\n')
+    with pytest.raises(ValueError, match="method_options must be a table of the method's options, got 3"):
+        resolve_config({}, config_file=own)
