@@ -28,7 +28,7 @@ def test_correction_and_distillation_by_hand():
 def test_stage_one_loss_weighs_ce_and_distillation_by_the_share_of_old_classes():
     model = nn.Linear(1, 4, bias=False)
     bic = BiCPlugin(model, mem_size=10, temperature=2.0)
-    bic.seen_classes, bic._new = [0, 1, 2], [3]  # lambda = 3 / 4
+    bic.seen_classes, bic._new, bic._current = [0, 1, 2], [3], [3]  # lambda = 3 / 4
     old = nn.Linear(1, 4, bias=False)
     with torch.no_grad():
         old.weight.copy_(torch.tensor([[1.0], [0.0], [2.0], [5.0]]))
@@ -113,3 +113,18 @@ def test_held_out_samples_are_never_trained_on_and_fit_the_correction():
 def test_a_one_sample_memory_holds_nothing_out():
     bic = BiCPlugin(nn.Linear(2, 2), mem_size=1)
     assert bic.validation is None and bic.storage_policy.mem_size == 1 and bic.mem_size == 1
+
+
+def test_a_domain_incremental_experience_keeps_the_cross_entropy():
+    """No class is new: lambda = n / (n + m) with m the experience's classes, 2 / 4 here."""
+    model = nn.Linear(1, 2, bias=False)
+    bic = BiCPlugin(model, mem_size=10, temperature=1.0)
+    bic.seen_classes, bic._new, bic._current = [0, 1], [], [0, 1]
+    bic._old_model = nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        bic._old_model.weight.zero_()
+    mb = MiniBatch(torch.ones(1, 1), torch.tensor([0]), torch.zeros(1, dtype=torch.long))
+    out = torch.tensor([[1.0, 0.0]])
+    ce = F.cross_entropy(out, torch.tensor([0]))
+    kd = -(0.5 * F.log_softmax(out, dim=1)).sum()  # uniform teacher
+    assert bic.criterion(SimpleNamespace(mb=mb, mb_output=out)).item() == pytest.approx((0.5 * ce + 0.5 * kd).item())

@@ -8,7 +8,9 @@ favours the new classes. BiC trains in two stages per experience:
   exemplars with ``L = λ L_d + (1 - λ) L_c``, ``λ = n / (n + m)`` for ``n`` old and
   ``m`` new classes: ``L_c`` the cross-entropy over the logits of the classes seen so
   far, ``L_d`` the distillation of the previous model's predictions over the old
-  classes at temperature ``T``::
+  classes at temperature ``T`` (``m`` counts the classes the experience holds: the new
+  ones in a class-incremental stream, as in the paper; every class in a domain-incremental
+  one, where none is new and the paper's ``λ = 1`` would leave no cross-entropy)::
 
       L_d = - Σ_{k ≤ n} softmax(ô / T)_k · log softmax(o / T)_k      (ô: previous model)
 
@@ -172,7 +174,8 @@ class BiCPlugin(ReplayPlugin):
         self.corrections: List[Dict] = []
         self._old_model: Optional[nn.Module] = None
         self._held_out: Optional[Tensor] = None  # positions in the current experience
-        self._new: List[int] = []
+        self._new: List[int] = []  # the current experience's classes not seen before
+        self._current: List[int] = []  # all the current experience's classes
 
     def setup(self, context) -> None:
         super().setup(context)
@@ -182,7 +185,8 @@ class BiCPlugin(ReplayPlugin):
     # --------------------------------------------------------------- training
     def before_training_exp(self, strategy, **kwargs):
         experience = strategy.experience
-        self._new = sorted(set(experience.classes_in_this_experience) - set(self.seen_classes))
+        self._current = sorted(experience.classes_in_this_experience)
+        self._new = sorted(set(self._current) - set(self.seen_classes))
         if not strategy.resuming_experience:  # else the checkpoint holds the experience's choice
             self._held_out = self._hold_out(experience)
         super().before_training_exp(strategy, **kwargs)
@@ -222,7 +226,7 @@ class BiCPlugin(ReplayPlugin):
         ce = F.cross_entropy(mask_logits(out, seen), y)
         if self._old_model is None or not old:
             return ce
-        lam = len(old) / (len(old) + len(self._new)) if self._new else 1.0
+        lam = len(old) / (len(old) + len(self._current))
         with torch.no_grad():
             old_logits = self._corrected(self._old_model(strategy.mb.x), -1)
         classes = torch.tensor(old, device=out.device)
