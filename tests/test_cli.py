@@ -50,9 +50,9 @@ def test_unknown_benchmark_is_refused(capsys):
         main(["run", "--benchmark", "split_digit"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.endswith(
-        "clreplay run: error: argument --benchmark: must be one of 'split_cifar10', 'split_cifar100', "
-        "'split_digits', 'split_fashion_mnist', 'split_mnist', 'split_npz', 'split_synthetic', "
-        "got 'split_digit'; did you mean 'split_digits'?\n")
+        "clreplay run: error: argument --benchmark: must be one of 'permuted_fashion_mnist', "
+        "'rotated_fashion_mnist', 'split_cifar10', 'split_cifar100', 'split_digits', 'split_fashion_mnist', "
+        "'split_mnist', 'split_npz', 'split_synthetic', got 'split_digit'; did you mean 'split_digits'?\n")
 
 
 def test_python_dash_m_entry_point():

@@ -20,7 +20,8 @@ def test_on_off_flags_are_named_by_what_they_turn_on(capsys):
     code, _, err = run_cli(capsys, "--augment")
     assert code == 2
     assert err == ("clreplay run: error: --augment needs an image benchmark (split_cifar10, split_cifar100, "
-                   "split_fashion_mnist, split_mnist), got --benchmark 'split_digits'\n")
+                   "split_fashion_mnist, split_mnist, permuted_fashion_mnist, rotated_fashion_mnist), got --benchmark "
+                   "'split_digits'\n")
     names = flag_names(build_parser()._subparsers._group_actions[0].choices["run"])
     assert (names["augment"], names["online"], names["replay"]) == ("--augment", "--online", "--no-replay")
 

@@ -78,7 +78,7 @@ def test_class_incremental_arguments():
     ds = dataset()
     with pytest.raises(TypeError, match=r"class_order must hold int class labels, got \['a', 'b', 'c'\]"):
         class_incremental(ds, ds, 3, class_order=["a", "b", "c"])
-    with pytest.raises(TypeError, match="class_order must be a sequence of class labels, got 5"):
+    with pytest.raises(TypeError, match="class_order must be .label. or a sequence of class labels, got 5"):
         class_incremental(ds, ds, 3, class_order=5)
     with pytest.raises(TypeError, match="task_labels must be a bool, got 'yes'"):
         class_incremental(ds, ds, 3, task_labels="yes")

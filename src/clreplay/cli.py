@@ -11,6 +11,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from clreplay import __version__
 from clreplay import distributed as idist
 from clreplay._validation import check_choice
+from clreplay.benchmarks.registry import BENCHMARKS
 from clreplay.launch import LaunchError, end_with_parent
 from clreplay.locking import FolderLockedError
 from clreplay.models.registry import MODELS
@@ -86,17 +87,18 @@ _USAGES = {"run": "%(prog)s [-h] [--benchmark NAME] [--method NAME] [OPTION ...]
 _METAVARS = {"benchmark": "NAME", "data": "PATH", "output": "DIR", "checkpoint_dir": "DIR", "memmap_dir": "DIR",
              "batch_size_mem": "N", "checkpoint_every": "N", "world_size": "N",
              "n_experiences": "N", "epochs": "N", "batch_size": "N", "mem_size": "N",
-             "seed": "N", "width": "N", "hidden": "N"}
+             "seed": "N", "width": "N", "hidden": "N",
+             "anytime_every": "N", "class_order": "ORDER"}
 #: The components whose registries describe a choice: ``--help`` describes the one in effect.
 _DESCRIBED = {"policy": POLICIES, "selection": SELECTIONS, "model": MODELS, "method": METHODS}
 #: The run's flags in groups, in the order ``--help`` shows them (by RunConfig field).
 _GROUPS = (
-    ("data", ("benchmark", "data", "name", "n_experiences")),
+    ("data", ("benchmark", "data", "name", "n_experiences", "class_order", "blurry")),
     ("model and training", ("model", "hidden", "width", "init", "augment", "epochs", "batch_size",
                             "lr", "momentum", "seed", "device")),
     ("replay", ("replay", "method", "mem_size", "policy", "selection", "groupby", "online",
                 "batch_size_mem", "task_balanced", "memmap_dir")),
-    ("output, checkpoints and processes", ("output", "overwrite", "checkpoint_dir",
+    ("output, checkpoints and processes", ("output", "overwrite", "anytime_every", "checkpoint_dir",
                                            "checkpoint_every", "world_size")),
     ("speed (how the steps compute, not what)", ("precision", "compile", "channels_last", "threads")),
 )
@@ -131,10 +133,13 @@ def _add_run_arguments(p: argparse.ArgumentParser, *, defaults: RunConfig = _DEF
     p.add_argument("--config", default=None, metavar="FILE",
                    help="start from your own TOML file of settings (over --preset)")
     records = {option.name: (option, _described(option, defaults)) for option in RUN_OPTIONS}
-    for registry, flag in ((MODELS, "--model"), (POLICIES, "--policy")):
+    for registry, flag in ((BENCHMARKS, "--benchmark"), (MODELS, "--model"), (POLICIES, "--policy")):
         for takers in registry.options().values():
             option = takers[0][1]
-            where = f"{flag} {' or '.join(owner for owner, _ in takers)}"
+            owners = [owner for owner, _ in takers]
+            where = f"{flag} {' or '.join(owners)}"
+            if registry is BENCHMARKS and all(owner.startswith("split_") for owner in owners):
+                where = "the split_* benchmarks"
             records.setdefault(option.name, (option, f"{option.help} ({where})"))
     grouped = [name for _, names in _GROUPS for name in names]
     # A setting no group names yet still gets its flag, in the last group.
@@ -371,7 +376,18 @@ _SUBCOMMANDS = {
         "replay against --no-replay, herding against random): one table of their metrics "
         "and one plot of their accuracy on seen experiences over the stream.",
     ),
+    "tune": (
+        lambda p: _tune().add_tune_arguments(p, _add_run_arguments), lambda args: _tune().tune_command(args),
+        "search hyper-parameters on a validation split, in parallel, resumably; write the best as a preset",
+        None,  # the tuning module's own description
+    ),
 }
+
+
+def _tune():
+    from clreplay.tuning import command
+
+    return command
 
 
 def _help_context(argv: Sequence[str]) -> Tuple[RunConfig, Optional[str]]:
@@ -412,9 +428,10 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name in ("run", "report", "compare", "presets"):
+    for name in ("run", "tune", "report", "compare", "presets"):
         add_arguments, handler, help_text, description = _SUBCOMMANDS[name]
-        p = _subcommand(subparsers, name, handler, help=help_text, description=description)
+        p = _subcommand(subparsers, name, handler, help=help_text,
+                        description=description or _tune().DESCRIPTION)
         if name == "run":
             p.formatter_class = type("_RunHelpFormatter", (_HelpFormatter,), {"defaults": defaults})
             if context is not None:
@@ -422,8 +439,9 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
             add_arguments(p, defaults=defaults)
         else:
             add_arguments(p)
-    run_parser = subparsers.choices["run"]
-    run_parser.set_defaults(flag_names=flag_names(run_parser), run_parser=run_parser)
+    for name in ("run", "tune"):
+        sub = subparsers.choices[name]
+        sub.set_defaults(flag_names=flag_names(sub), run_parser=sub)
     parser.subcommands = dict(subparsers.choices)
     return parser
 

@@ -20,7 +20,13 @@ import torch
 
 from clreplay import distributed as idist
 from clreplay._validation import check_positive_int
-from clreplay.benchmarks.registry import data_path_usage, get_benchmark, needs_data_path
+from clreplay.benchmarks.registry import (
+    BENCHMARKS,
+    data_path_usage,
+    get_benchmark,
+    needs_data_path,
+    parse_class_order,
+)
 from clreplay.checkpoint import (
     CheckpointEvery,
     check_checkpoint,
@@ -32,6 +38,7 @@ from clreplay.checkpoint import (
 )
 from clreplay.data.augment import standard_augmentation
 from clreplay.data.experience import Benchmark
+from clreplay.evaluation.anytime import AnytimeEvaluation
 from clreplay.evaluation.evaluator import EvaluationPlugin
 from clreplay.evaluation.loggers import default_loggers
 from clreplay.evaluation.metrics import accuracy_on_seen
@@ -67,7 +74,11 @@ def build_benchmark(config: RunConfig) -> Benchmark:
     are otherwise named after their data)."""
     usage = data_path_usage(config.benchmark)
     args = (config.data,) if usage == "required" or (usage == "optional" and config.data) else ()
-    bench = get_benchmark(config.benchmark, *args, n_experiences=config.n_experiences, seed=config.seed)
+    options = {}
+    if config.benchmark in BENCHMARKS.taking("class_order"):
+        options = {"class_order": parse_class_order(config.class_order), "blurry": config.blurry}
+    bench = get_benchmark(config.benchmark, *args, n_experiences=config.n_experiences, seed=config.seed,
+                          **options)
     if config.name is not None:
         bench.name = config.name
     return bench
@@ -91,6 +102,8 @@ def build_strategy(config: RunConfig, benchmark: Benchmark, *,
         plugins.append(AugmentationPlugin(standard_augmentation()))  # the run's "augment" stream
     # Always on, before the evaluator: a NaN loss stops the run instead of ending it at chance.
     plugins.append(NonFiniteLossGuard())
+    if config.anytime_every:  # after the method's plugins: each point sees the step's memory update
+        plugins.append(AnytimeEvaluation(benchmark.test_stream, config.anytime_every))
     if config.checkpoint_every:
         # After the plugins whose state it saves (the evaluator comes last).
         plugins.append(CheckpointEvery(checkpoint_path(config.checkpoint_dir), config.checkpoint_every,
@@ -316,6 +329,9 @@ def _train(config, benchmark, strategy, payload, saved_path, log) -> dict:
         },
         **evaluator.report(),
     }
+    for plugin in strategy.plugins:
+        if isinstance(plugin, AnytimeEvaluation):
+            results.update(plugin.report())
     # Wall time of this session's loop (a resumed run counts from the resume).
     results["timing"]["total_s"] = time.perf_counter() - started
     metrics = ("average_accuracy", "average_incremental_accuracy", "forgetting",

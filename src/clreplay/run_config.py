@@ -15,9 +15,12 @@ import torch
 from clreplay._validation import device_available
 from clreplay.benchmarks.registry import (
     BENCHMARKS,
+    BLURRY,
+    CLASS_ORDER,
     IMAGE_BENCHMARKS,
     list_benchmarks,
     needs_data_path,
+    parse_class_order,
 )
 from clreplay.models.registry import HIDDEN, IMAGE_MODELS, INIT, MODELS, WIDTH, list_models
 from clreplay.options import Option
@@ -44,8 +47,7 @@ _BIG = 2**31 - 1  # sizes above this are no batch, memory or step count anyone c
 #: The run's own settings (the components' are in their registries: models, policies, methods).
 RUN_OPTIONS = (
     Option("benchmark", "split_digits", f"benchmark to run: {', '.join(list_benchmarks())}; "
-           "split_fashion_mnist and the CIFAR ones bring their own defaults (`--benchmark NAME "
-           "--help` shows them)",
+           "some bring their own defaults (`--benchmark NAME --help`)",
            choices=tuple(list_benchmarks())),
     Option("data", None, "data file or folder of a file-based benchmark (split_fashion_mnist: by "
            "default Debian's dataset-fashion-mnist folder)", path=True),
@@ -93,9 +95,11 @@ RUN_OPTIONS = (
     # One by default: on a shared machine threads beyond the free cores make a run many times
     # slower, small models gain nothing from more, and the count moves the last bits of results.
     Option("threads", 1, "torch threads per process", minimum=1, maximum=4096),
+    Option("anytime_every", None, "also evaluate on the seen experiences' test sets every N iterations: "
+           "the anytime accuracy (A_AUC) and its curve (default: off)", kind=int, minimum=1, maximum=_BIG),
 )
 #: The components' options that are run settings too (fields of RunConfig).
-COMPONENT_OPTIONS = (HIDDEN, WIDTH, INIT, GROUPBY_OPTION)
+COMPONENT_OPTIONS = (HIDDEN, WIDTH, INIT, GROUPBY_OPTION, CLASS_ORDER, BLURRY)
 
 
 @dataclass
@@ -149,6 +153,10 @@ class RunConfig:
     channels_last: bool = False
     compile: str = "off"
     threads: int = 1
+    # The stream: class order (None: seeded shuffle; "label"; "3,1,4,..."), blurry boundaries.
+    class_order: Optional[str] = None
+    blurry: float = 0.0
+    anytime_every: Optional[int] = None  # iterations between anytime evaluations (None: off)
 
     def validate(self, *, names: Optional[Mapping[str, str]] = None) -> "RunConfig":
         """Check every field against its option record and the rules between fields (and
@@ -161,6 +169,7 @@ class RunConfig:
         for option in RUN_OPTIONS + COMPONENT_OPTIONS:
             setattr(self, option.name, option.check(getattr(self, option.name), n(option.name)))
         self._validate_model_options(n)
+        self._validate_stream_options(n)
         if needs_data_path(self.benchmark) and not self.data:
             raise ValueError(f"{n('data')} must name a file or folder for {n('benchmark')} "
                              f"{self.benchmark!r}, got None")
@@ -205,6 +214,19 @@ class RunConfig:
         if self.augment and not image:
             raise ValueError(f"{n('augment')} needs an image benchmark ({', '.join(IMAGE_BENCHMARKS)}), "
                              f"got {n('benchmark')} {self.benchmark!r}")
+
+    def _validate_stream_options(self, n: Callable[[str], str]) -> None:
+        """``class_order`` and ``blurry`` are options of the class-incremental benchmarks."""
+        takers = BENCHMARKS.taking("class_order")
+        for name, unset in (("class_order", (None, "seeded")), ("blurry", (0.0,))):
+            if getattr(self, name) not in unset and self.benchmark not in takers:
+                raise ValueError(f"{n(name)} applies to the class-incremental benchmarks ({', '.join(takers)}), "
+                                 f"got {_setting(n, name, getattr(self, name))} with {n('benchmark')} "
+                                 f"{self.benchmark!r}, whose experiences all hold every class")
+        try:
+            parse_class_order(self.class_order)
+        except ValueError as err:
+            raise renamed(err, {"class_order": n("class_order")}) from None
 
     @property
     def augments(self) -> bool:

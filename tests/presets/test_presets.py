@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from clreplay.cli import main
@@ -53,7 +55,8 @@ def test_unknown_keys_and_names_are_clear_errors(tmp_path):
 def test_cli_presets_and_errors(tmp_path, capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
-    assert "der_er_split_cifar10  DER paper (Buzzega et al. 2020), Seq-CIFAR-10, ER, buffer 200" in out
+    assert re.search(r"^der_er_split_cifar10 +DER paper \(Buzzega et al. 2020\), Seq-CIFAR-10, ER, buffer 200$",
+                     out, re.MULTILINE)
     assert main(["presets", "--show", "der_er_split_mnist"]) == 0
     assert "lr = 0.01" in capsys.readouterr().out
     own = tmp_path / "mine.toml"
@@ -86,3 +89,24 @@ def test_commands_in_preset_comments_are_valid_runs():
         options = {k: getattr(args, k) for k in ("alpha", "beta") if hasattr(args, k)}
         config = resolve_config({**given, "method_options": options}, preset=args.preset)
         config.validate()
+
+
+def test_tuned_presets_are_named_method_benchmark_memory_and_hold_their_method_options(tmp_path):
+    names = list_presets()
+    for method in ("er", "cls-er", "mir", "bic", "scr", "onpro"):
+        for benchmark in ("split_fashion_mnist", "split_digits"):
+            assert f"{method}/{benchmark}/200" in names
+    config = resolve_config({"seed": 3}, preset="cls-er/split_fashion_mnist/200").validate()
+    assert (config.method, config.mem_size, config.class_order, config.init, config.seed) == (
+        "cls-er", 200, "label", "xavier", 3)
+    assert set(config.method_options) == {"reg_weight", "plastic_alpha", "plastic_freq", "stable_alpha",
+                                          "stable_freq", "store_every_epoch"}
+    own = tmp_path / "mine.toml"
+    own.write_text('method = "derpp"\n[method_options]\nbeta = 0.25\n')
+    assert resolve_config({}, config_file=own).validate().method_options["beta"] == 0.25
+    own.write_text('[model_options]\nwidth = 3\n')
+    with pytest.raises(ValueError, match="unknown key 'model_options'"):
+        resolve_config({}, config_file=own)
+    own.write_text('method_options = 3\n')
+    with pytest.raises(ValueError, match="method_options must be a table of the method's options, got 3"):
+        resolve_config({}, config_file=own)

@@ -16,7 +16,7 @@ def test_help_lists_every_method_and_its_options_with_defaults(capsys):
         with pytest.raises(SystemExit):
             main(["run", "--method", name, "--help"])
         out = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # words wrapped at hyphens
-        assert "--method {er,der,derpp,xder,er-ace,agem,gdumb,icarl}" in out
+        assert "--method {er,der,derpp,xder,er-ace,agem,gdumb,icarl,cls-er,mir,bic,scr,onpro}" in out
         assert f"{name}: {method.summary}" in out
         for option in method.options:
             text = " ".join(option.help.split()).replace("- ", "-")
@@ -45,7 +45,7 @@ def test_a_misspelt_method_is_refused_with_suggestions(capsys):
         main(SHORT + ["--method", "derp"])
     assert exit_.value.code == 2
     assert "argument --method: must be one of 'er', 'der', 'derpp', 'xder', 'er-ace', 'agem', 'gdumb', " \
-           "'icarl', got 'derp'; did you mean 'derpp', 'der'?" in capsys.readouterr().err
+           "'icarl', 'cls-er', 'mir', 'bic', 'scr', 'onpro', got 'derp'; did you mean 'derpp', 'der'?" in capsys.readouterr().err
 
 
 def test_options_are_resolved_with_the_methods_defaults():

@@ -169,7 +169,7 @@ class _TwoHeads(torch.nn.Module):
 
 def _step(parallel, module, x, y):
     output = module(x)
-    parallel.source = type("Slice", (), {"local_size": len(y), "global_size": len(y)})()
+    parallel.source = type("Slice", (), {"local_size": len(y), "global_size": len(y), "replicate": False})()
     parallel.backward(parallel.loss_share(torch.nn.functional.cross_entropy(output, y), output))
 
 

@@ -85,7 +85,11 @@ def stream(device):
     return experiences
 
 
-CASES = list(METHODS) + ["online-er"]
+#: OnPro's adaptive prototypical feedback picks, every step, pairs of classes and samples of
+#: each class from the memory on the host (as the authors' code does): its steps wait.
+HOST_DRIVEN = {"onpro": "OnPro's APF draws class pairs and their memory samples on the host every step"}
+CASES = [pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=HOST_DRIVEN[case]))
+         if case in HOST_DRIVEN else case for case in [*METHODS, "online-er"]]
 
 
 def run_case(case, device, guard, mark=lambda *tensors: None):

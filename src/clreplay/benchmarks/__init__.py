@@ -7,6 +7,11 @@ from clreplay.benchmarks.cifar import (
     split_cifar100,
 )
 from clreplay.benchmarks.digits import load_digits_datasets, split_digits
+from clreplay.benchmarks.domain import (
+    domain_incremental,
+    permuted_fashion_mnist,
+    rotated_fashion_mnist,
+)
 from clreplay.benchmarks.fashion_mnist import (
     FASHION_MNIST_DIR,
     load_fashion_mnist_datasets,
@@ -30,6 +35,7 @@ __all__ = [
     "Experience",
     "FASHION_MNIST_DIR",
     "class_incremental",
+    "domain_incremental",
     "get_benchmark",
     "list_benchmarks",
     "load_cifar10_datasets",
@@ -38,6 +44,8 @@ __all__ = [
     "load_fashion_mnist_datasets",
     "load_idx_datasets",
     "load_idx_images",
+    "permuted_fashion_mnist",
+    "rotated_fashion_mnist",
     "load_npz_datasets",
     "make_synthetic",
     "read_idx",

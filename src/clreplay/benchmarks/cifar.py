@@ -218,10 +218,11 @@ def load_cifar100_datasets(root, *, check_sha256: Union[bool, str] = False):
 
 
 def _split(fmt: CifarFormat, name: str, root, n_experiences, task_labels, class_order, seed,
-           check_sha256) -> Benchmark:
+           check_sha256, blurry=0.0) -> Benchmark:
     train, test, original = _load(root, fmt, check_sha256)
     bench = class_incremental(
-        train, test, n_experiences, task_labels=task_labels, class_order=class_order, seed=seed
+        train, test, n_experiences, task_labels=task_labels, class_order=class_order, seed=seed,
+        blurry=blurry,
     )
     bench.name, bench.mean, bench.std = name, fmt.mean, fmt.std
     bench.original_labels = original
@@ -233,21 +234,23 @@ def split_cifar10(
     n_experiences: int = 5,
     *,
     task_labels: bool = False,
-    class_order: Optional[Sequence[int]] = None,
+    class_order: Optional[Sequence[int] | str] = None,
     seed: Optional[int] = 0,
     check_sha256: Union[bool, str] = False,
+    blurry: float = 0.0,
 ) -> Benchmark:
     """Class-incremental CIFAR-10: by default 5 experiences of 2 classes; ``uint8`` images
     ``(3, 32, 32)`` (``input_dtype``; a float model starts with
     :class:`~clreplay.data.InputNormalization`)."""
     return _split(CIFAR10, "split_cifar10", root, n_experiences, task_labels, class_order, seed,
-                  check_sha256)
+                  check_sha256, blurry)
 
 
 def split_cifar100(root: Union[str, os.PathLike], n_experiences: int = 10, *,
-                   task_labels: bool = False, class_order: Optional[Sequence[int]] = None,
-                   seed: Optional[int] = 0, check_sha256: Union[bool, str] = False) -> Benchmark:
+                   task_labels: bool = False, class_order: Optional[Sequence[int] | str] = None,
+                   seed: Optional[int] = 0, check_sha256: Union[bool, str] = False,
+                   blurry: float = 0.0) -> Benchmark:
     """Class-incremental CIFAR-100 (fine labels): 10 experiences of 10 classes by
     default, 20 of 5 with ``n_experiences=20``; ``uint8`` images ``(3, 32, 32)``."""
     return _split(CIFAR100, "split_cifar100", root, n_experiences, task_labels, class_order, seed,
-                  check_sha256)
+                  check_sha256, blurry)

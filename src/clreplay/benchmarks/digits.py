@@ -36,8 +36,9 @@ def split_digits(
     n_experiences: int = 5,
     *,
     task_labels: bool = False,
-    class_order: Optional[Sequence[int]] = None,
+    class_order: Optional[Sequence[int] | str] = None,
     seed: Optional[int] = 0,
+    blurry: float = 0.0,
 ) -> Benchmark:
     """Class-incremental digits: by default 5 experiences of 2 classes each. Samples are
     ``float32`` vectors of 64 values in [0, 1] (``input_dtype``).
@@ -48,7 +49,8 @@ def split_digits(
     """
     train, test = load_digits_datasets()
     bench = class_incremental(
-        train, test, n_experiences, task_labels=task_labels, class_order=class_order, seed=seed
+        train, test, n_experiences, task_labels=task_labels, class_order=class_order, seed=seed,
+        blurry=blurry,
     )
     bench.name = "split_digits"
     return bench

@@ -63,8 +63,9 @@ def split_fashion_mnist(
     n_experiences: int = 5,
     *,
     task_labels: bool = False,
-    class_order: Optional[Sequence[int]] = None,
+    class_order: Optional[Sequence[int] | str] = None,
     seed: Optional[int] = 0,
+    blurry: float = 0.0,
 ) -> Benchmark:
     """Class-incremental Fashion-MNIST: by default 5 experiences of 2 classes.
 
@@ -73,4 +74,4 @@ def split_fashion_mnist(
     own starts with :class:`~clreplay.data.InputNormalization` (``bench.mean``,
     ``bench.std``), as :func:`clreplay.models.make_model`'s image models do."""
     return _split(_load_idx(_folder(root), images=True), "split_fashion_mnist", n_experiences,
-                  task_labels, class_order, seed)
+                  task_labels, class_order, seed, blurry)

@@ -121,10 +121,11 @@ def data_name(path: str | os.PathLike) -> str:
     return path.name
 
 
-def _split(loaded, name, n_experiences, task_labels, class_order, seed) -> Benchmark:
+def _split(loaded, name, n_experiences, task_labels, class_order, seed, blurry=0.0) -> Benchmark:
     train, test, original = loaded
     bench = class_incremental(
-        train, test, n_experiences, task_labels=task_labels, class_order=class_order, seed=seed
+        train, test, n_experiences, task_labels=task_labels, class_order=class_order, seed=seed,
+        blurry=blurry,
     )
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ValueError(f"name must be a non-empty str or None, got {name!r}")
@@ -138,9 +139,10 @@ def split_mnist(
     n_experiences: int = 5,
     *,
     task_labels: bool = False,
-    class_order: Optional[Sequence[int]] = None,
+    class_order: Optional[Sequence[int] | str] = None,
     seed: Optional[int] = 0,
     name: Optional[str] = None,
+    blurry: float = 0.0,
 ) -> Benchmark:
     """Class-incremental MNIST (or any IDX-format data set) read from ``root``, as
     ``uint8`` images ``(1, H, W)`` (``input_dtype``; the model converts them: a float
@@ -150,13 +152,13 @@ def split_mnist(
     Fashion-MNIST folder is not reported as MNIST.
     """
     return _split(_load_idx(Path(root), images=True), name or data_name(root), n_experiences,
-                  task_labels, class_order, seed)
+                  task_labels, class_order, seed, blurry)
 
 
 def split_npz(path: str | os.PathLike, n_experiences: int = 5, *, task_labels: bool = False,
-              class_order: Optional[Sequence[int]] = None, seed: Optional[int] = 0,
-              name: Optional[str] = None) -> Benchmark:
+              class_order: Optional[Sequence[int] | str] = None, seed: Optional[int] = 0,
+              name: Optional[str] = None, blurry: float = 0.0) -> Benchmark:
     """Class-incremental stream over the arrays of an ``.npz`` archive, named ``name``
     (by default the file's stem, :func:`data_name`); samples are ``float32``."""
     return _split(_load_npz(Path(path)), name or data_name(path), n_experiences, task_labels,
-                  class_order, seed)
+                  class_order, seed, blurry)

@@ -55,15 +55,17 @@ def split_synthetic(
     n_features: int = 784,
     n_classes: int = 10,
     task_labels: bool = False,
-    class_order: Optional[Sequence[int]] = None,
+    class_order: Optional[Sequence[int] | str] = None,
     seed: Optional[int] = 0,
+    blurry: float = 0.0,
 ) -> Benchmark:
     """A class-incremental stream over :func:`make_synthetic` data (``float32`` vectors)."""
     train, test = make_synthetic(
         n_samples, n_features, n_classes, seed=0 if seed is None else seed
     )
     bench = class_incremental(
-        train, test, n_experiences, task_labels=task_labels, class_order=class_order, seed=seed
+        train, test, n_experiences, task_labels=task_labels, class_order=class_order, seed=seed,
+        blurry=blurry,
     )
     bench.name = "split_synthetic"
     return bench

@@ -24,7 +24,7 @@ IGNORED_CONFIG_FIELDS = frozenset({"output", "checkpoint_dir", "checkpoint_every
 
 #: Configuration fields added since checkpoints of this format version were first
 #: saved, and the value that reproduces what runs computed before them.
-ADDED_CONFIG_FIELDS: Dict[str, Any] = {}
+ADDED_CONFIG_FIELDS: Dict[str, Any] = {"class_order": None, "blurry": 0.0, "anytime_every": None}
 
 
 def normalise_config(config: Any) -> Optional[Dict[str, Any]]:

@@ -160,6 +160,36 @@ class RandomHorizontalFlip(RandomBatchTransform):
         return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
 
 
+class FeatureNoise(RandomBatchTransform):
+    """An augmentation for flat feature vectors ``(N, D)``, where crops and flips mean
+    nothing: each feature is zeroed with probability ``drop`` (feature dropout, unscaled),
+    then Gaussian noise of standard deviation ``std`` is added (both drawn from the
+    generator). The input's dtype must be floating point.
+
+    >>> x = torch.ones(2, 3)
+    >>> y = FeatureNoise(std=0.0, drop=0.5, seed=0)(x)
+    >>> sorted(set(y.flatten().tolist())) <= [0.0, 1.0], torch.equal(FeatureNoise(seed=1)(x), FeatureNoise(seed=1)(x))
+    (True, True)
+    """
+
+    stream = "feature_noise"
+
+    def __init__(self, std: float = 0.1, drop: float = 0.1, *, seed: Optional[int] = None) -> None:
+        super().__init__(seed=seed)
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or not std >= 0:
+            raise ValueError(f"std must be a number >= 0, got {std!r}")
+        if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop < 1:
+            raise ValueError(f"drop must be a probability in [0, 1), got {drop!r}")
+        self.std, self.drop = float(std), float(drop)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor) or x.dim() != 2 or not x.dtype.is_floating_point:
+            raise ValueError(f"x must be a float batch of vectors (N, D), got {getattr(x, 'shape', x)!r}")
+        g = self.generator(x.device)
+        keep = torch.rand(x.shape, generator=g, device=x.device) >= self.drop
+        return x * keep + self.std * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+
+
 class Normalize(BatchTransform):
     """``(x * scale - mean) / std`` per channel, as float: for models that do not
     start with :class:`~clreplay.data.normalization.InputNormalization` (the library's models do,

@@ -74,6 +74,23 @@ class Segment:
         return f"Segment({self.name!r}, {self.start}:{self.stop}, {kind})"
 
 
+class _ColumnsSubset(Mapping):
+    """The rows at ``positions`` of a segment's columns, each read when first looked up."""
+
+    def __init__(self, columns: Mapping[str, Tensor], positions: Tensor) -> None:
+        self._columns, self._positions = columns, positions
+
+    def __getitem__(self, name: str) -> Tensor:
+        values = self._columns[name]
+        return values[self._positions.to(values.device)]
+
+    def __iter__(self):
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+
 # The from_memory masks of recent segment layouts: batches of one experience share a few.
 _MASKS: Dict[tuple, Tensor] = {}
 
@@ -185,6 +202,37 @@ class MiniBatch:
             x, y, t = x.to(self.x.device), y.to(self.y.device), t.to(self.t.device)
         return MiniBatch(torch.cat((self.x, x)), torch.cat((self.y, y)), torch.cat((self.t, t)),
                          segments=self.segments + (segment,))
+
+    def select(self, name: str, positions: Tensor) -> "MiniBatch":
+        """This batch with segment ``name`` cut down to its rows at ``positions`` (positions
+        within the segment, in that order; their store rows and columns follow them) and the
+        other segments unchanged: a method that picks which of a draw's rows to train on
+        (MIR's retrieval).
+
+        >>> mb = MiniBatch(torch.zeros(1, 1), torch.tensor([9]), torch.zeros(1, dtype=torch.long))
+        >>> mb = mb.append(torch.zeros(3, 1), torch.tensor([5, 6, 7]), torch.zeros(3, dtype=torch.long),
+        ...                name="replay", rows=torch.tensor([40, 41, 42]))
+        >>> picked = mb.select("replay", torch.tensor([2, 0]))
+        >>> picked.y.tolist(), picked.segment("replay").rows.tolist(), picked.n_memory
+        ([9, 7, 5], [42, 40], 2)
+        """
+        chosen = self.segment(name)
+        positions = positions.to(torch.long)
+        keep = torch.cat([torch.arange(s.start, s.stop) if s is not chosen else positions.cpu() + s.start
+                          for s in self.segments]) if self.segments else torch.zeros(0, dtype=torch.long)
+        segments, start = [], 0
+        for s in self.segments:
+            if s is chosen:
+                rows = None if s.rows is None else s.rows[positions.to(s.rows.device)]
+                columns = _ColumnsSubset(s.columns, positions) if s.columns else None
+                segments.append(s.moved(start, rows=rows, columns=columns, length=len(positions),
+                                        total=len(positions)))
+            else:
+                segments.append(s.moved(start))
+            start += len(segments[-1])
+        index = keep.to(self.y.device)
+        return MiniBatch(self.x[keep.to(self.x.device)], self.y[index], self.t[keep.to(self.t.device)],
+                         segments=segments)
 
     def to(self, device: torch.device) -> "MiniBatch":
         """The batch with its samples and labels on ``device`` (non-blocking copies); store

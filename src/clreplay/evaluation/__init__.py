@@ -1,6 +1,8 @@
 """Evaluation: the accuracy matrix and the metrics derived from it, loggers,
 results files, text reports and plots."""
 
+from clreplay.evaluation.anytime import AnytimeEvaluation
+from clreplay.evaluation.compute import ForwardRows
 from clreplay.evaluation.evaluator import EvaluationPlugin, memory_composition
 from clreplay.evaluation.loggers import (
     CSVLogger,
@@ -40,8 +42,10 @@ from clreplay.evaluation.reports import format_comparison, format_matrix, format
 from clreplay.evaluation.results import read_results, write_results
 
 __all__ = [
+    "AnytimeEvaluation",
     "CSVLogger",
     "EvaluationPlugin",
+    "ForwardRows",
     "InteractiveLogger",
     "JSONLinesLogger",
     "Logger",

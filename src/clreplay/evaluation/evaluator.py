@@ -11,6 +11,7 @@ import torch
 
 from clreplay import distributed as idist
 from clreplay.data.experience import Experience
+from clreplay.evaluation.compute import ForwardRows
 from clreplay.evaluation.loggers import Logger
 from clreplay.evaluation.memory import memory_composition
 from clreplay.evaluation.metrics import per_class_accuracy, summarize
@@ -30,7 +31,11 @@ _STATE_KEYS = (
     "train_time_s",
     "eval_time_s",
     "memory",
+    "forward_rows",
+    "stream_samples",
 )
+#: State keys added since checkpoints were first saved: read as empty when absent.
+_ADDED_KEYS = ("forward_rows", "stream_samples")
 
 
 def _defined(accuracy: float) -> Optional[float]:
@@ -134,6 +139,8 @@ class EvaluationPlugin(StrategyPlugin):
         self.last_record: Optional[dict] = None
         self._epoch_start: Optional[tuple] = None
         self._in_experience = False  # between before_ and after_training_exp
+        self._counter = ForwardRows()
+        self._exp_stream = 0
         self._reset_state()
         self._reset_experience()
 
@@ -149,6 +156,8 @@ class EvaluationPlugin(StrategyPlugin):
         self.train_time_s: List[float] = []
         self.eval_time_s: List[float] = []
         self.memory: List[dict] = []
+        self.forward_rows: List[int] = []  # rows through the network and its copies, per experience
+        self.stream_samples: List[int] = []  # stream rows trained on, per experience
 
     def _reset_experience(self) -> None:
         self._exp_loss_sum, self._exp_iterations, self._exp_samples = 0.0, 0, 0
@@ -179,7 +188,10 @@ class EvaluationPlugin(StrategyPlugin):
                                      for e in self.test_stream]
             self.initial_task_accuracy = task_accuracies
         self._reset_experience()
+        if not strategy.resuming_experience:  # else the checkpoint holds the counts so far
+            self._counter.rows, self._exp_stream = 0, 0
         self._in_experience = True
+        self._counter.start(strategy.model)
         if self.named is not None:
             self.named.before_training_exp(strategy)
         experience = strategy.experience
@@ -202,6 +214,11 @@ class EvaluationPlugin(StrategyPlugin):
         })
         if self.named is not None:
             self.named.before_training_epoch(strategy)
+
+    def after_update(self, strategy, **kwargs) -> None:
+        # Counted before after_training_iteration, where a checkpoint may save the count: the
+        # step's rows were counted by then (its forward passes), so its samples must be too.
+        self._exp_stream += strategy.mb.stream.total if "stream" in strategy.mb else 0
 
     def after_training_iteration(self, strategy, **kwargs) -> None:
         for logger in self._live:
@@ -238,6 +255,9 @@ class EvaluationPlugin(StrategyPlugin):
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         self._in_experience = False
+        self._counter.stop()
+        self.forward_rows.append(self._counter.rows)
+        self.stream_samples.append(self._exp_stream)
         experience = strategy.experience
         self.memory.append(memory_composition(strategy))
         self.train_loss.append(
@@ -302,6 +322,7 @@ class EvaluationPlugin(StrategyPlugin):
 
     # ---------------------------------------- metrics requested by name (Avalanche's)
     def before_eval(self, strategy, **kwargs) -> None:
+        self._counter.stop()  # evaluation is not training's cost
         if self.named is not None:
             self.named.before_eval(strategy)
 
@@ -315,6 +336,8 @@ class EvaluationPlugin(StrategyPlugin):
                                       if idist.is_distributed(strategy) else None)
 
     def after_eval(self, strategy, **kwargs) -> None:
+        if self._in_experience:  # an evaluation inside training (anytime accuracy)
+            self._counter.start(strategy.model)
         if self.named is not None:
             values = self.named.after_eval(strategy)
             if getattr(strategy, "eval_results", None) is not None:
@@ -411,6 +434,14 @@ class EvaluationPlugin(StrategyPlugin):
                 "samples_per_s": [n / s if s > 0 else 0.0
                                   for n, s in zip(self.train_samples, self.train_time_s)],
             },
+            "compute": {
+                "forward_rows": list(self.forward_rows),
+                "stream_samples": list(self.stream_samples),
+                # None: not counted (a run resumed from a checkpoint saved before the count).
+                "forward_rows_per_sample": (sum(self.forward_rows) / sum(self.stream_samples)
+                                            if sum(self.stream_samples) and len(self.forward_rows) == len(
+                                                self.train_samples) else None),
+            },
             "memory": {
                 "mem_size": last_memory.get("mem_size"),
                 "policy": last_memory.get("policy"),
@@ -425,6 +456,7 @@ class EvaluationPlugin(StrategyPlugin):
         state["in_progress"] = {
             "experience": [self._exp_loss_sum, self._exp_iterations, self._exp_samples,
                            self._exp_seconds, list(self._exp_epoch_losses)],
+            "compute": [self._counter.rows, self._exp_stream],
             "epoch_start": None if self._epoch_start is None else list(self._epoch_start[1:]),
         } if self._in_experience else None
         if self.named is not None:  # what the metrics requested by name gathered
@@ -432,6 +464,7 @@ class EvaluationPlugin(StrategyPlugin):
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        state = {**{key: [] for key in _ADDED_KEYS}, **state}
         optional = ("named_metrics",) if self.named is not None else ()
         missing = [key for key in (*_STATE_KEYS, "in_progress", *optional) if key not in state]
         unexpected = sorted(set(state) - {*_STATE_KEYS, "in_progress", *optional})
@@ -454,6 +487,7 @@ class EvaluationPlugin(StrategyPlugin):
             (self._exp_loss_sum, self._exp_iterations, self._exp_samples, self._exp_seconds,
              losses) = progress["experience"]
             self._exp_epoch_losses = list(losses)
+            self._counter.rows, self._exp_stream = progress.get("compute", (0, 0))
             if progress["epoch_start"] is not None:
                 # Seconds before the checkpoint are lost with the process; counts are not.
                 self._epoch_start = (time.perf_counter(), *progress["epoch_start"])

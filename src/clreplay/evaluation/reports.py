@@ -57,6 +57,12 @@ def format_metrics(results: dict) -> str:
     }
     metrics = METRICS + ((TASK_METRIC,) if TASK_METRIC[0] in results else ())
     lines = [f"{names[key]}: {_fmt(results.get(key), spec)}" for key, _, spec in metrics]
+    if results.get("anytime_accuracy") is not None:
+        lines.append(f"anytime accuracy (every {results.get('anytime_every')} iterations): "
+                     f"{results['anytime_accuracy']:.4f}")
+    rows = (results.get("compute") or {}).get("forward_rows_per_sample")
+    if rows is not None:
+        lines.append(f"forward rows per stream sample: {rows:.2f}")
     total = (results.get("timing") or {}).get("total_s")
     if total is not None:
         lines.append(f"total time: {total:.1f} s")
@@ -144,7 +150,8 @@ def format_report(results: dict, *, source: Optional[str] = None) -> str:
 
 def format_comparison(runs: Dict[str, dict]) -> str:
     """Several runs side by side: one row per run with its metrics, memory size,
-    total time and (for runs that have it) task-incremental average accuracy, then
+    total time and (for runs that have them) task-incremental average accuracy, anytime
+    accuracy and forward rows per stream sample, then
     each run's mean accuracy on seen experiences after every step.
 
     >>> a = {"config": {}, "accuracy_matrix": [[1.0, 0.0], [0.5, 1.0]], "forgetting": 0.5}
@@ -155,8 +162,12 @@ def format_comparison(runs: Dict[str, dict]) -> str:
         raise ValueError(f"runs must be a non-empty dict from label to results, got {runs!r}")
     width = max(8, *(len(label) for label in runs))
     with_task = any(TASK_METRIC[0] in results for results in runs.values())
+    with_anytime = any(results.get("anytime_accuracy") is not None for results in runs.values())
+    with_rows = any(_rows_per_sample(results) is not None for results in runs.values())
     titles = [title for _, title, _ in METRICS] + ["memory", "time (s)"]
     titles += [TASK_METRIC[1]] if with_task else []
+    titles += ["anytime acc"] if with_anytime else []
+    titles += ["rows/sample"] if with_rows else []
     widths = [max(9, len(t)) for t in titles]
     header = f"{'run':<{width}}" + "".join(f" {t:>{w}}" for t, w in zip(titles, widths)) + "  method"
     lines = [header, "-" * len(header)]
@@ -167,6 +178,10 @@ def format_comparison(runs: Dict[str, dict]) -> str:
         cells += [_fmt(memory, "d"), _fmt(total, ".1f")]
         if with_task:
             cells.append(_fmt(results.get(TASK_METRIC[0]), TASK_METRIC[2]))
+        if with_anytime:
+            cells.append(_fmt(results.get("anytime_accuracy"), ".4f"))
+        if with_rows:
+            cells.append(_fmt(_rows_per_sample(results), ".2f"))
         lines.append(f"{label:<{width}}" + "".join(f" {c:>{w}}" for c, w in zip(cells, widths))
                      + f"  {method_of(results.get('config') or {})}")
     lines += ["", "mean accuracy on seen experiences after each experience:"]
@@ -183,6 +198,11 @@ def format_comparison(runs: Dict[str, dict]) -> str:
     lines += [f"{label:<{width}} {run_label(results.get('config') or {}, benchmark_name(results))}"
               for label, results in runs.items()]
     return "\n".join(lines)
+
+
+def _rows_per_sample(results: dict):
+    """The forward rows per stream sample of a run (None for runs saved before they were counted)."""
+    return (results.get("compute") or {}).get("forward_rows_per_sample")
 
 
 def unique_labels(names: Sequence[str], configs: Sequence[dict]) -> List[str]:

@@ -36,9 +36,19 @@ METADATA_KEYS = ("description",)
 
 
 def _files() -> Dict[str, Any]:
-    folder = resources.files(__name__)
-    return {entry.name[: -len(".toml")]: entry for entry in folder.iterdir()
-            if entry.name.endswith(".toml")}
+    """Every shipped preset by name: a file's path below this package without ``.toml``
+    (``derpp/split_fashion_mnist/200`` is ``derpp/split_fashion_mnist/200.toml``)."""
+    found: Dict[str, Any] = {}
+
+    def walk(folder, prefix: str) -> None:
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.name.startswith(("_", ".")):
+                walk(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".toml"):
+                found[prefix + entry.name[: -len(".toml")]] = entry
+
+    walk(resources.files(__name__), "")
+    return found
 
 
 def list_presets() -> List[str]:
@@ -68,8 +78,10 @@ def _parse(text: str, source: str) -> Dict[str, Any]:
                 f"{source} has an unknown key {key!r}: keys must be run settings "
                 f"({', '.join(fields)}) or {', '.join(METADATA_KEYS)}{hint}"
             )
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key != "method_options":
             raise ValueError(f"{source}: {key} must be a value, got a table")
+        if key == "method_options" and not isinstance(value, dict):
+            raise ValueError(f"{source}: method_options must be a table of the method's options, got {value!r}")
     return values
 
 

@@ -105,11 +105,16 @@ class OnlineReplayPlugin(MemoryPlugin):
     def before_training_exp(self, strategy, **kwargs):
         """Extend the strategy's batches with memory draws, storing as it goes."""
         self._source = OnlineReplayBatchSource(
-            strategy.batch_source, self.storage_policy, self.batch_size_mem or strategy.train_mb_size,
+            strategy.batch_source, self.storage_policy, self.draw_size(strategy),
             memory_generator=self.generator, draws=self.draws, memory_transform=self.memory_transform,
         )
         strategy.batch_source = self._source
         self._streamed = False
+
+    def draw_size(self, strategy) -> int:
+        """Memory samples in each draw: ``batch_size_mem``, by default ``train_mb_size``
+        (a method that draws candidates to choose from, as MIR, draws more)."""
+        return self.batch_size_mem or strategy.train_mb_size
 
     def stored_columns(self, strategy) -> Optional[Mapping[str, Tensor]]:
         """What the stream rows of ``strategy.mb`` (the step just taken, before its update)

@@ -6,6 +6,7 @@ from typing import Callable, Optional
 
 from torch import Tensor
 
+from clreplay.data.batching import DatasetBatchSource
 from clreplay.replay.memory_plugin import MemoryPlugin
 from clreplay.replay.mixing.balanced import AppendMemoryBatchSource, ReplayBatchSource
 from clreplay.replay.mixing.draws import group_by_task
@@ -98,7 +99,12 @@ class ReplayPlugin(MemoryPlugin):
         indexing in the training process, so no worker is started.)
         """
         groups = self.storage_policy.replay_groups()
+        data = self.training_data(strategy)
+        own_data = data is not strategy.experience.dataset
         if not groups:
+            if own_data:  # no memory yet, but not the whole experience either
+                strategy.batch_source = DatasetBatchSource(data, strategy.train_mb_size, shuffle=shuffle,
+                                                           generator=strategy.generator)
             return
         if self.task_balanced:
             groups = group_by_task(list(groups.values()))
@@ -111,11 +117,20 @@ class ReplayPlugin(MemoryPlugin):
         default = getattr(strategy, "uses_default_batch_source", None)
         extended = getattr(strategy, "batch_source_replaced", False)
         if (default is None or default()) and not extended:
-            source = ReplayBatchSource(strategy.experience.dataset, list(groups.values()),
+            source = ReplayBatchSource(data, list(groups.values()),
                                        strategy.train_mb_size, **options)
         else:
+            if own_data:
+                raise ValueError(
+                    f"{type(self).__name__} trains on part of the experience, which needs the strategy's "
+                    "default batch source; got a strategy whose batches are its own or already extended")
             source = AppendMemoryBatchSource(strategy.batch_source, list(groups.values()), **options)
         strategy.batch_source = source
+
+    def training_data(self, strategy):
+        """The samples of the experience the batches are made of: all of them (a method that
+        holds some out, as BiC's validation samples, returns a subset)."""
+        return strategy.experience.dataset
 
     def after_training_exp(self, strategy, **kwargs):
         """Store samples of the experience just trained on (in a distributed run, then

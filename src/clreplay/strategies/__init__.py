@@ -11,6 +11,11 @@ er-ace     :class:`ERACEPlugin`                loss: stream CE over current clas
 agem       :class:`AGEMPlugin`                 gradient: projected against the memory's
 gdumb      :class:`GDumbPlugin`                training: from scratch, on the memory only
 icarl      :class:`ICaRLPlugin`                loss (BCE + distillation), nearest-mean prediction
+cls-er     :class:`CLSERPlugin`                loss: + consistency to EMA models; stable model predicts
+mir        :class:`MIRPlugin`                  which memory rows: the most interfered by a virtual step
+bic        :class:`BiCPlugin`                  loss (distillation); bias correction in prediction
+scr        :class:`SCRPlugin`                  loss: supervised contrastive; nearest-mean prediction
+onpro      :class:`OnProPlugin`                loss: instance + prototype contrast; mixed-up memory
 =========  ==================================  ==========================================
 
 Each is a :class:`~clreplay.training.StrategyPlugin` used with any strategy
@@ -21,6 +26,8 @@ prediction rule own the strategy's ``criterion`` or ``predict`` seam. The
 """
 
 from clreplay.strategies.agem import AGEMPlugin, project_gradient
+from clreplay.strategies.bic import BiCPlugin
+from clreplay.strategies.cls_er import CLSERPlugin
 from clreplay.strategies.der import DERPlugin
 from clreplay.strategies.er_ace import ERACEPlugin, mask_logits
 from clreplay.strategies.gdumb import GDumbPlugin, GreedyClassBalancedStoragePolicy, reinitialise
@@ -38,18 +45,26 @@ from clreplay.strategies.losses import (
     segment_mean,
 )
 from clreplay.strategies.method import Method
+from clreplay.strategies.mir import MIRPlugin
+from clreplay.strategies.onpro import OnProPlugin
 from clreplay.strategies.registry import METHODS, get_method, list_methods
+from clreplay.strategies.scr import SCRPlugin
 from clreplay.strategies.xder import XDERPlugin, transplant
 
 __all__ = [
     "AGEMPlugin",
+    "BiCPlugin",
+    "CLSERPlugin",
     "DERPlugin",
     "ERACEPlugin",
     "GDumbPlugin",
     "GreedyClassBalancedStoragePolicy",
     "ICaRLPlugin",
     "METHODS",
+    "MIRPlugin",
     "Method",
+    "OnProPlugin",
+    "SCRPlugin",
     "XDERPlugin",
     "class_means",
     "cross_entropy",

@@ -27,7 +27,6 @@ CVPR 2017.
 
 from __future__ import annotations
 
-import copy
 from typing import List, Optional, Tuple
 
 import torch
@@ -39,6 +38,7 @@ from clreplay.replay.plugin import ReplayPlugin
 from clreplay.replay.policies.class_balanced import ClassBalancedStoragePolicy
 from clreplay.replay.selection.feature_based import HerdingSelectionStrategy
 from clreplay.replay.selection.features import extract_features
+from clreplay.strategies.copies import frozen_copy
 from clreplay.strategies.method import Method
 
 
@@ -171,7 +171,7 @@ class ICaRLPlugin(ReplayPlugin):
         """Update the exemplars (herding with the trained model), keep a frozen copy of the
         model for the next experience's distillation, and compute the class means."""
         super().after_training_exp(strategy, **kwargs)
-        self._old_model = _frozen_copy(strategy.model)
+        self._old_model = frozen_copy(strategy.model)
         self.old_classes = self._columns.tolist()
         self._update_means(strategy)
 
@@ -226,17 +226,9 @@ class ICaRLPlugin(ReplayPlugin):
         self.old_classes = list(extra["old_classes"])
         self._old_model = None
         if extra["old_model"] is not None:
-            self._old_model = _frozen_copy(self.model)
+            self._old_model = frozen_copy(self.model)
             self._old_model.load_state_dict(extra["old_model"])
         self._means, self._present = extra["means"], extra["present"]
-
-
-def _frozen_copy(model: nn.Module) -> nn.Module:
-    old = copy.deepcopy(model)
-    old.eval()
-    for p in old.parameters():
-        p.requires_grad_(False)
-    return old
 
 
 def _build(config, model: nn.Module) -> List:

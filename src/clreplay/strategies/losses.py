@@ -158,3 +158,36 @@ def global_sum(value: Tensor, mb: MiniBatch) -> Tensor:
     rank computes the same loss terms of a step, so every rank calls it), else ``value``.
     For the denominators of means over rows that only the model's output selects."""
     return idist.all_reduce(value) if mb.is_slice else value
+
+
+def joint_weights(mb: MiniBatch, names) -> Dict[str, float]:
+    """Segment weights under which :func:`cross_entropy` is one mean over the rows of the
+    named segments together (the cross-entropy of their union, as a method that trains on
+    ``B ∪ M`` writes it), each segment weighted by its share of those rows in the global batch.
+
+    >>> mb = MiniBatch(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+    >>> mb = mb.append(torch.zeros(1, 1), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long),
+    ...                name="replay")
+    >>> joint_weights(mb, ("stream", "replay"))
+    {'stream': 0.75, 'replay': 0.25}
+    """
+    present = [s for s in mb.segments if s.name in names]
+    total = sum(s.total for s in present)
+    return {s.name: s.total / total for s in present} if total else {}
+
+
+def segment_mse(output: Tensor, targets: Tensor, mb: MiniBatch, name: str) -> Tensor:
+    """The mean squared difference between ``output``'s rows of segment ``name`` and
+    ``targets`` (one row each), over every entry of the segment (``nn.MSELoss()``'s mean on
+    one process; a rank's share of it in a distributed run).
+
+    >>> mb = MiniBatch(torch.zeros(1, 1), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
+    >>> mb = mb.append(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long),
+    ...                name="replay")
+    >>> out = torch.tensor([[9.0, 9.0], [1.0, 2.0], [0.0, 1.0]])
+    >>> segment_mse(out, torch.tensor([[1.0, 0.0], [0.0, 0.0]]), mb, "replay").item()   # (0 + 4 + 0 + 1) / 4
+    1.25
+    """
+    segment = mb.segment(name)
+    rows = (output[segment.slice].float() - targets.to(output.device, torch.float32)).square().mean(dim=1)
+    return segment_mean(rows, mb, name)

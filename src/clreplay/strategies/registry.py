@@ -12,22 +12,27 @@ from typing import Any, Dict, List, Mapping
 from clreplay.components import Registry
 from clreplay.options import Option
 from clreplay.strategies.agem import AGEM
+from clreplay.strategies.bic import BIC
+from clreplay.strategies.cls_er import CLS_ER
 from clreplay.strategies.der import DER, DERPP
 from clreplay.strategies.er import ER
 from clreplay.strategies.er_ace import ER_ACE
 from clreplay.strategies.gdumb import GDUMB
 from clreplay.strategies.icarl import ICARL
 from clreplay.strategies.method import Method
+from clreplay.strategies.mir import MIR
+from clreplay.strategies.onpro import ONPRO
+from clreplay.strategies.scr import SCR
 from clreplay.strategies.xder import XDER
 
-METHODS = Registry("method", [ER, DER, DERPP, XDER, ER_ACE, AGEM, GDUMB, ICARL])
+METHODS = Registry("method", [ER, DER, DERPP, XDER, ER_ACE, AGEM, GDUMB, ICARL, CLS_ER, MIR, BIC, SCR, ONPRO])
 
 
 def list_methods() -> List[str]:
     """The method names, in the table's order (ER, the default, first).
 
     >>> list_methods()
-    ['er', 'der', 'derpp', 'xder', 'er-ace', 'agem', 'gdumb', 'icarl']
+    ['er', 'der', 'derpp', 'xder', 'er-ace', 'agem', 'gdumb', 'icarl', 'cls-er', 'mir', 'bic', 'scr', 'onpro']
     """
     return METHODS.names()
 

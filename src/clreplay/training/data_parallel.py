@@ -93,14 +93,14 @@ class ShardedBatchSource(MappedBatchSource):
     resumes under any number of processes.
     """
 
-    def __init__(self, wraps: BatchSource, rank: int, world_size: int) -> None:
+    def __init__(self, wraps: BatchSource, rank: int, world_size: int, *, replicate: bool = False) -> None:
         super().__init__(wraps)
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.replicate = rank, world_size, replicate
         self.global_size = self.local_size = 0
 
     def map(self, batch) -> MiniBatch:
         mb = MiniBatch.of(batch)
-        local = shard_minibatch(mb, self.rank, self.world_size)
+        local = mb if self.replicate else shard_minibatch(mb, self.rank, self.world_size)
         self.global_size, self.local_size = len(mb), len(local)
         return local
 
@@ -186,12 +186,26 @@ class DataParallel:
         return self.model if self._ddp is None else self._ddp
 
     # ------------------------------------------------------------- training
-    def shard(self, source: BatchSource) -> ShardedBatchSource:
+    def shard(self, source: BatchSource, *, replicate: bool = False) -> ShardedBatchSource:
         """The rank's slice of ``source``'s global batches, for the current experience; the
-        model is wrapped again, from rank 0's weights (plugins may have changed it)."""
+        model is wrapped again, from rank 0's weights (plugins may have changed it).
+
+        ``replicate``: every rank trains on the whole global batch instead, and its loss
+        counts ``1 / world_size``: for a method whose loss pairs every row of the batch
+        with every other (the contrastive losses of SCR and OnPro), so that it gives one
+        process's weights, without the speed-up of slicing.
+        """
         self._wrap()
-        self.source = ShardedBatchSource(source, self.rank, self.world_size)
+        self.source = ShardedBatchSource(source, self.rank, self.world_size, replicate=replicate)
         return self.source
+
+    def reshard(self, whole: MiniBatch) -> MiniBatch:
+        """This rank's slice of ``whole``, a global batch a method rebuilt inside a step
+        (MIR keeps ``k`` of its ``C`` candidates, on every rank alike); the step's sizes
+        (:meth:`loss_share`, :attr:`samples`) follow it."""
+        local = whole if self.source.replicate else shard_minibatch(whole, self.rank, self.world_size)
+        self.source.global_size, self.source.local_size = len(whole), len(local)
+        return local
 
     @property
     def samples(self) -> int:
@@ -208,6 +222,8 @@ class DataParallel:
         source = self.source
         if source.local_size == 0:
             return output.sum() * 0.0
+        if source.replicate:  # every rank computed the whole batch's loss
+            return loss / self.world_size
         return loss * (source.local_size / source.global_size)
 
     def backward(self, share: Tensor, differentiate: Callable[[Tensor], None] = Tensor.backward) -> None:

@@ -297,7 +297,8 @@ class BaseStrategy:
         finally:
             self.resuming_experience = False
         if self._parallel is not None:  # after the plugins: each rank trains on its slice
-            self._batch_source = self._parallel.shard(self._batch_source)
+            replicate = any(getattr(p, "replicated_batches", False) for p in self.plugins)
+            self._batch_source = self._parallel.shard(self._batch_source, replicate=replicate)
         for _ in range(self.clock.train_exp_epochs, self.train_epochs):
             self._train_epoch(resume, **kwargs)
             resume = None
