@@ -103,6 +103,7 @@ class XDERPlugin(MemoryPlugin):
         self.storage_policy.store.register_column("updated_in", (), torch.long, fill=-1)
         self.experience_classes: List[List[int]] = []  # the new classes of each experience trained
         self._current: List[int] = []
+        self._brings_new = True
         self._experience = 0
 
     @property
@@ -118,7 +119,11 @@ class XDERPlugin(MemoryPlugin):
     # --------------------------------------------------------------- training
     def before_training_exp(self, strategy, **kwargs):
         self._experience = strategy.experience.current_experience
-        self._current = sorted(set(strategy.experience.classes_in_this_experience) - set(self.past_classes))
+        classes = sorted(strategy.experience.classes_in_this_experience)
+        new = sorted(set(classes) - set(self.past_classes))
+        # A domain-incremental experience brings no new class: its stream's cross-entropy is
+        # over its own classes, and the past constraint (new classes above old) has no terms.
+        self._current, self._brings_new = new or classes, bool(new)
         strategy.batch_source = OnlineReplayBatchSource(
             strategy.batch_source, self.storage_policy, self.batch_size_mem or strategy.train_mb_size,
             memory_generator=self.generator, draws=self.draws)
@@ -130,7 +135,7 @@ class XDERPlugin(MemoryPlugin):
         stream = mb.stream.slice
         loss = segment_mean(F.cross_entropy(mask_logits(out[stream], current), mb.y[stream], reduction="none"),
                             mb, "stream")
-        if self.experience_classes:  # past constraint: the current classes lead on the stream
+        if self.experience_classes and self._brings_new:  # past constraint: the new classes lead
             probs = F.softmax(mask_logits(out[stream], past | current), dim=1)
             bad = mask_logits(probs, past).max(dim=1).values.detach()
             loss = loss + self.eta * hinge_mean(bad, mask_logits(probs, current).max(dim=1).values, self.margin,
