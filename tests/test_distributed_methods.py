@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from clreplay.benchmarks import class_incremental, make_synthetic
+from clreplay.evaluation import EvaluationPlugin
 from clreplay.launch import launch
 from clreplay.models import make_mlp
 from clreplay.run_config import RunConfig
@@ -61,9 +62,10 @@ def train(method: str, distributed: bool) -> dict:
     model = make_mlp(N_FEATURES, N_CLASSES, [16], seed=0)
     plugins, steps = plugins_of(method, model), Steps()
     plugin = plugins[0]
+    evaluator = EvaluationPlugin(loggers=[], initial_eval=False)  # counts the forward rows, over the ranks
     strategy = Naive(model, torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9), train_mb_size=8,
                      train_epochs=1, eval_mb_size=16, plugins=[*plugins, steps], seed=0,
-                     distributed=distributed)
+                     distributed=distributed, evaluator=evaluator)
     weights = []
     for experience in bench.train_stream:
         strategy.train(experience)
@@ -72,7 +74,7 @@ def train(method: str, distributed: bool) -> dict:
     memory = {key: {name: store.read(name, store.rows_of(group)).clone() for name in sorted(store.columns)}
               for key, group in plugin.ext_mem.items()}
     return {"weights": weights, "memory": memory, "accuracies": strategy.eval(bench.test_stream),
-            "rows": steps.rows, "samples": strategy.clock.train_samples}
+            "rows": steps.rows, "samples": strategy.clock.train_samples, "forward_rows": evaluator.forward_rows}
 
 
 def _every_method():
@@ -101,6 +103,13 @@ def test_two_processes_take_the_steps_of_one_process_on_the_same_global_batches(
         assert [a + b for a, b in zip(rank0["rows"], rank1["rows"])] == single["rows"]
         assert all(abs(a - b) <= 1 for a, b in zip(rank0["rows"], rank1["rows"]))
     assert rank0["samples"] == single["samples"] > 0
+    # The rows forwarded, summed over the ranks: one process's, but where every rank repeats work
+    # (the replicated methods; MIR scores every candidate on every rank).
+    assert rank0["forward_rows"] == rank1["forward_rows"]
+    if method not in (*REPLICATED, "mir"):
+        assert rank0["forward_rows"] == single["forward_rows"]
+    else:
+        assert all(a > b for a, b in zip(rank0["forward_rows"], single["forward_rows"]))
     assert rank0["accuracies"] == rank1["accuracies"] == single["accuracies"]
     memory = single["memory"]
     # BiC holds round(0.1 * 24) = 2 samples out of its replay memory, for its bias correction.

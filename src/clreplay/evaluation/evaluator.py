@@ -140,6 +140,7 @@ class EvaluationPlugin(StrategyPlugin):
         self._epoch_start: Optional[tuple] = None
         self._in_experience = False  # between before_ and after_training_exp
         self._counter = ForwardRows()
+        self._ranks = 1  # processes whose forward rows are summed (set at each experience)
         self._exp_stream = 0
         self._reset_state()
         self._reset_experience()
@@ -191,6 +192,7 @@ class EvaluationPlugin(StrategyPlugin):
         if not strategy.resuming_experience:  # else the checkpoint holds the counts so far
             self._counter.rows, self._exp_stream = 0, 0
         self._in_experience = True
+        self._ranks = idist.get_world_size() if idist.is_distributed(strategy) else 1
         self._counter.start(strategy.model)
         if self.named is not None:
             self.named.before_training_exp(strategy)
@@ -256,7 +258,7 @@ class EvaluationPlugin(StrategyPlugin):
     def after_training_exp(self, strategy, **kwargs) -> None:
         self._in_experience = False
         self._counter.stop()
-        self.forward_rows.append(self._counter.rows)
+        self.forward_rows.append(self._rows_over_ranks())
         self.stream_samples.append(self._exp_stream)
         experience = strategy.experience
         self.memory.append(memory_composition(strategy))
@@ -449,14 +451,25 @@ class EvaluationPlugin(StrategyPlugin):
             },
         }
 
+    def _rows_over_ranks(self) -> int:
+        """The rows forwarded in this experience so far, by every rank together (each rank
+        counts its own: its slices, its copies' passes). Over several processes every rank
+        calls it (the end of an experience, a checkpoint's state): one small all_reduce."""
+        if self._ranks == 1:
+            return self._counter.rows
+        return int(idist.all_reduce(torch.tensor([self._counter.rows], dtype=torch.long)).item())
+
     # ------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
+        """The evaluator's state. Inside an experience of a run over several processes,
+        every rank calls it (as the checkpoint does): the forward rows so far are summed
+        over the ranks."""
         state = copy.deepcopy({key: getattr(self, key) for key in _STATE_KEYS})
         # Inside an experience (a checkpoint at the end of an iteration): its sums so far.
         state["in_progress"] = {
             "experience": [self._exp_loss_sum, self._exp_iterations, self._exp_samples,
                            self._exp_seconds, list(self._exp_epoch_losses)],
-            "compute": [self._counter.rows, self._exp_stream],
+            "compute": [self._rows_over_ranks(), self._exp_stream],
             "epoch_start": None if self._epoch_start is None else list(self._epoch_start[1:]),
         } if self._in_experience else None
         if self.named is not None:  # what the metrics requested by name gathered
@@ -487,7 +500,9 @@ class EvaluationPlugin(StrategyPlugin):
             (self._exp_loss_sum, self._exp_iterations, self._exp_samples, self._exp_seconds,
              losses) = progress["experience"]
             self._exp_epoch_losses = list(losses)
-            self._counter.rows, self._exp_stream = progress.get("compute", (0, 0))
+            rows, self._exp_stream = progress.get("compute", (0, 0))
+            # Every rank's rows before the checkpoint, summed: rank 0 carries them on.
+            self._counter.rows = rows if idist.get_rank() == 0 else 0
             if progress["epoch_start"] is not None:
                 # Seconds before the checkpoint are lost with the process; counts are not.
                 self._epoch_start = (time.perf_counter(), *progress["epoch_start"])
