@@ -6,17 +6,19 @@ import argparse
 import difflib
 import os
 import sys
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence
 
 from clreplay import __version__
 from clreplay import distributed as idist
 from clreplay._validation import check_choice
 from clreplay.benchmarks.registry import BENCHMARKS
+from clreplay.cli_help import DEFAULTS as _DEFAULTS
+from clreplay.cli_help import described, help_context
 from clreplay.launch import LaunchError, end_with_parent
 from clreplay.locking import FolderLockedError
 from clreplay.models.registry import MODELS
 from clreplay.options import Option
-from clreplay.replay.registry import POLICIES, SELECTIONS
+from clreplay.replay.registry import POLICIES
 from clreplay.run import RunConfig, launch_experiment, run_experiment
 from clreplay.run_config import RUN_OPTIONS
 from clreplay.signals import sigterm_interrupts
@@ -24,7 +26,6 @@ from clreplay.strategies.registry import METHODS
 from clreplay.training.guards import NonFiniteLossError
 from clreplay.write_failures import RunWriteError
 
-_DEFAULTS = RunConfig()
 _RUN_FIELDS = set(RunConfig.__dataclass_fields__)
 
 
@@ -89,8 +90,6 @@ _METAVARS = {"benchmark": "NAME", "data": "PATH", "output": "DIR", "checkpoint_d
              "n_experiences": "N", "epochs": "N", "batch_size": "N", "mem_size": "N",
              "seed": "N", "width": "N", "hidden": "N",
              "anytime_every": "N", "class_order": "ORDER"}
-#: The components whose registries describe a choice: ``--help`` describes the one in effect.
-_DESCRIBED = {"policy": POLICIES, "selection": SELECTIONS, "model": MODELS, "method": METHODS}
 #: The run's flags in groups, in the order ``--help`` shows them (by RunConfig field).
 _GROUPS = (
     ("data", ("benchmark", "data", "name", "n_experiences", "class_order", "blurry")),
@@ -132,7 +131,7 @@ def _add_run_arguments(p: argparse.ArgumentParser, *, defaults: RunConfig = _DEF
                    help="start from a shipped preset's settings (`clreplay presets`)")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="start from your own TOML file of settings (over --preset)")
-    records = {option.name: (option, _described(option, defaults)) for option in RUN_OPTIONS}
+    records = {option.name: (option, described(option, defaults)) for option in RUN_OPTIONS}
     for registry, flag in ((BENCHMARKS, "--benchmark"), (MODELS, "--model"), (POLICIES, "--policy")):
         for takers in registry.options().values():
             option = takers[0][1]
@@ -155,19 +154,6 @@ def _add_run_arguments(p: argparse.ArgumentParser, *, defaults: RunConfig = _DEF
             else:
                 _add_option(group, option, help_text=text)
     _add_method_options(p, defaults.method)
-
-
-def _described(option: Option, defaults: RunConfig) -> str:
-    """An option's help, with the summary of the component in effect for a choice of
-    components (``--policy``: ``class`` is ClassBalancedStoragePolicy ...)."""
-    registry = _DESCRIBED.get(option.name)
-    value = getattr(defaults, option.name, None) if registry is not None else None
-    if value is None:  # the policy before it is resolved: experience unless online
-        value = "reservoir" if option.name == "policy" and defaults.online else \
-            "experience" if option.name == "policy" else None
-    if value not in (registry or {}):
-        return option.help
-    return f"{option.help}; {value}: {registry[value].summary}"
 
 
 def _add_method_options(p: argparse.ArgumentParser, method: str) -> None:
@@ -390,38 +376,10 @@ def _tune():
     return command
 
 
-def _help_context(argv: Sequence[str]) -> Tuple[RunConfig, Optional[str]]:
-    """What ``clreplay run ... --help`` describes: the settings of the ``--benchmark``,
-    ``--preset``, ``--method``, ``--policy``, ``--selection`` and ``--model`` typed beside
-    ``--help`` (RunConfig's defaults without them), and those words for its description
-    (None: the plain defaults). A name that does not exist leaves the plain defaults: the
-    parser itself then says what is wrong with it."""
-    argv = list(argv)
-    if "run" not in argv or not {"-h", "--help"} & set(argv):
-        return _DEFAULTS, None
-    peek = argparse.ArgumentParser(add_help=False)
-    for flag in ("--benchmark", "--preset", "--method", "--policy", "--selection", "--model"):
-        peek.add_argument(flag)
-    typed, _ = peek.parse_known_args(argv[argv.index("run") + 1:])
-    if all(value is None for value in vars(typed).values()):
-        return _DEFAULTS, None
-    from clreplay.presets import resolve_config
-    from clreplay.strategies.registry import resolve_method_options
-
-    given = {key: value for key, value in vars(typed).items() if value is not None and key != "preset"}
-    try:
-        config = resolve_config(given, preset=typed.preset)
-        config.method_options = resolve_method_options(config.method, config.method_options)
-    except (ValueError, TypeError, KeyError):
-        return _DEFAULTS, None
-    what = [f"--{key} {value}" for key, value in vars(typed).items() if value is not None]
-    return config, " ".join(what)
-
-
 def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
     """The ``clreplay`` parser. Given the command line, ``clreplay run --help`` shows the
     defaults of the ``--benchmark``/``--preset`` typed with it and ``--method``'s options."""
-    defaults, context = _help_context(argv or [])
+    defaults, context = help_context(argv or [])
     parser = argparse.ArgumentParser(
         prog="clreplay", description="Continual learning by rehearsal (replay) on PyTorch."
     )

@@ -18,6 +18,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from clreplay import distributed as idist
+
 
 class ForwardRows:
     """Counts the rows of the outermost forward calls of ``model`` and of modules with its
@@ -56,6 +58,14 @@ class ForwardRows:
         self._handles = [torch.nn.modules.module.register_module_forward_pre_hook(self._enter),
                          torch.nn.modules.module.register_module_forward_hook(self._leave, always_call=True)]
 
+    def summed(self, ranks: int) -> int:
+        """The rows counted so far by ``ranks`` processes together (each counts its own: its
+        slices, its copies' passes). Over several processes every rank calls it (the end of
+        an experience, a checkpoint's state): one small all_reduce."""
+        if ranks == 1:
+            return self.rows
+        return int(idist.all_reduce(torch.tensor([self.rows], dtype=torch.long)).item())
+
     def stop(self) -> None:
         for handle in self._handles:
             handle.remove()
@@ -73,3 +83,15 @@ class ForwardRows:
     def _leave(self, module: nn.Module, args, output) -> None:
         self._depth = max(self._depth - 1, 0)
 
+
+def compute_summary(forward_rows: list, stream_samples: list, experiences: int) -> dict:
+    """results.json's ``compute``: the rows forwarded and the stream samples trained on, per
+    experience, and their ratio over the run (None: not counted, for a run resumed from a
+    checkpoint saved before the count, whose lists are shorter than its experiences).
+
+    >>> compute_summary([30, 50], [10, 10], 2)["forward_rows_per_sample"]
+    4.0
+    """
+    counted = sum(stream_samples) and len(forward_rows) == experiences
+    return {"forward_rows": list(forward_rows), "stream_samples": list(stream_samples),
+            "forward_rows_per_sample": sum(forward_rows) / sum(stream_samples) if counted else None}

@@ -11,7 +11,7 @@ import torch
 
 from clreplay import distributed as idist
 from clreplay.data.experience import Experience
-from clreplay.evaluation.compute import ForwardRows
+from clreplay.evaluation.compute import ForwardRows, compute_summary
 from clreplay.evaluation.loggers import Logger
 from clreplay.evaluation.memory import memory_composition
 from clreplay.evaluation.metrics import per_class_accuracy, summarize
@@ -258,7 +258,7 @@ class EvaluationPlugin(StrategyPlugin):
     def after_training_exp(self, strategy, **kwargs) -> None:
         self._in_experience = False
         self._counter.stop()
-        self.forward_rows.append(self._rows_over_ranks())
+        self.forward_rows.append(self._counter.summed(self._ranks))
         self.stream_samples.append(self._exp_stream)
         experience = strategy.experience
         self.memory.append(memory_composition(strategy))
@@ -436,28 +436,13 @@ class EvaluationPlugin(StrategyPlugin):
                 "samples_per_s": [n / s if s > 0 else 0.0
                                   for n, s in zip(self.train_samples, self.train_time_s)],
             },
-            "compute": {
-                "forward_rows": list(self.forward_rows),
-                "stream_samples": list(self.stream_samples),
-                # None: not counted (a run resumed from a checkpoint saved before the count).
-                "forward_rows_per_sample": (sum(self.forward_rows) / sum(self.stream_samples)
-                                            if sum(self.stream_samples) and len(self.forward_rows) == len(
-                                                self.train_samples) else None),
-            },
+            "compute": compute_summary(self.forward_rows, self.stream_samples, len(self.train_samples)),
             "memory": {
                 "mem_size": last_memory.get("mem_size"),
                 "policy": last_memory.get("policy"),
                 "per_experience": copy.deepcopy(self.memory),
             },
         }
-
-    def _rows_over_ranks(self) -> int:
-        """The rows forwarded in this experience so far, by every rank together (each rank
-        counts its own: its slices, its copies' passes). Over several processes every rank
-        calls it (the end of an experience, a checkpoint's state): one small all_reduce."""
-        if self._ranks == 1:
-            return self._counter.rows
-        return int(idist.all_reduce(torch.tensor([self._counter.rows], dtype=torch.long)).item())
 
     # ------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
@@ -469,7 +454,7 @@ class EvaluationPlugin(StrategyPlugin):
         state["in_progress"] = {
             "experience": [self._exp_loss_sum, self._exp_iterations, self._exp_samples,
                            self._exp_seconds, list(self._exp_epoch_losses)],
-            "compute": [self._rows_over_ranks(), self._exp_stream],
+            "compute": [self._counter.summed(self._ranks), self._exp_stream],
             "epoch_start": None if self._epoch_start is None else list(self._epoch_start[1:]),
         } if self._in_experience else None
         if self.named is not None:  # what the metrics requested by name gathered
