@@ -25,7 +25,6 @@ import json
 import math
 import statistics
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,7 +35,8 @@ if _SRC.is_dir() and str(_SRC) not in sys.path:
 import torch  # noqa: E402
 
 from clreplay.presets import list_presets, resolve_config  # noqa: E402
-from clreplay.run import build_benchmark, build_strategy  # noqa: E402
+from clreplay.run import build_benchmark  # noqa: E402
+from clreplay.tuning.search import anytime_report, train_run  # noqa: E402
 
 METHODS = ["naive", "er", "der", "derpp", "xder", "er-ace", "agem", "gdumb", "icarl", "bic", "cls-er", "mir",
            "scr", "onpro"]
@@ -83,13 +83,9 @@ def run_one(dataset: str, setting: str, method: str, seed: int) -> dict:
     bench = build_benchmark(config)
     steps = math.ceil(len(bench.train_stream[0]) / config.batch_size) * config.epochs
     config = replace(config, anytime_every=max(1, steps // 10))
-    strategy = build_strategy(config, bench)
-    started = time.perf_counter()
-    for experience in bench.train_stream:
-        strategy.train(experience)
-    seconds = time.perf_counter() - started
+    strategy, seconds = train_run(config, bench)
     report = strategy.evaluator.report()
-    anytime = [p for p in strategy.plugins if hasattr(p, "points")][0].report()
+    anytime = anytime_report(strategy)
     return {"dataset": dataset, "setting": setting, "method": method, "seed": seed,
             "accuracy": report["average_accuracy"], "final_row": report["accuracy_matrix"][-1],
             "anytime_accuracy": anytime["anytime_accuracy"], "seconds": seconds - anytime["anytime_eval_s"],

@@ -71,21 +71,34 @@ def run_point(base: Mapping[str, Any], point: Mapping[str, Any], seed: int, val_
     if key not in _BENCHMARKS:
         _BENCHMARKS.clear()
         _BENCHMARKS[key] = validation_benchmark(build_benchmark(config), val_fraction, seed=split_seed)
-    bench = _BENCHMARKS[key]
-    strategy = build_strategy(config, bench)
-    started = time.perf_counter()
-    for experience in bench.train_stream:
-        strategy.train(experience)
-    seconds = time.perf_counter() - started
+    strategy, seconds = train_run(config, _BENCHMARKS[key])
     report = strategy.evaluator.report()
     record = {"point": dict(point), "seed": seed, "seconds": seconds,
               "forward_rows_per_sample": report["compute"]["forward_rows_per_sample"]}
     for name in METRICS:
         record[name] = report.get(name)
+    anytime = anytime_report(strategy)
+    if anytime is not None:
+        record["anytime_accuracy"] = anytime["anytime_accuracy"]
+    return record
+
+
+def train_run(config: RunConfig, bench) -> Tuple[Any, float]:
+    """The strategy ``config`` builds, trained on every experience of ``bench``, and the
+    seconds its training took (its evaluations after each experience included)."""
+    strategy = build_strategy(config, bench)
+    started = time.perf_counter()
+    for experience in bench.train_stream:
+        strategy.train(experience)
+    return strategy, time.perf_counter() - started
+
+
+def anytime_report(strategy) -> Optional[dict]:
+    """The anytime evaluation's report of a trained strategy (None without ``anytime_every``)."""
     for plugin in strategy.plugins:
         if isinstance(plugin, AnytimeEvaluation):
-            record["anytime_accuracy"] = plugin.report()["anytime_accuracy"]
-    return record
+            return plugin.report()
+    return None
 
 
 def _run_star(item) -> dict:
